@@ -1,0 +1,237 @@
+"""Find what still holds a NumPy buffer, and say how to let it go.
+
+ndarrays are not tracked by the cyclic garbage collector, so
+``gc.get_referrers`` cannot be asked who holds one. Instead we walk the places
+a notebook keeps things, from the user's namespace down, and report every path
+that ends at the buffer's owner or at a view of it:
+
+* a variable, or a view (an array whose ``.base`` chain reaches the owner);
+* a list, tuple, dict or set, an object's attribute, a function's closure or
+  default arguments;
+* Jupyter's output cache (``Out``, ``_``, ``__``, ``___``, ``_7``, the last
+  result);
+* the last exception's traceback, whose frames keep their local variables.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+_MAX_DEPTH = 4
+_MAX_ITEMS = 10_000  # per container: a huge list is searched in its first items only
+_OUTPUT_CACHE_NAME = re.compile(r"^(_+|_\d+|_oh|Out)$")
+_SKIP_NAMES = frozenset({"In", "_ih", "_dh", "exit", "quit", "get_ipython", "__builtins__"})
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One thing that keeps the buffer alive."""
+
+    kind: str  # variable, view, container, attribute, closure, output cache, traceback
+    where: str  # how a student would write it: `cache['x']`, `Out[7]`, ...
+    fix: str
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.where}: {self.fix}"
+
+
+def buffer_owner(array: np.ndarray) -> np.ndarray:
+    """The array that owns the memory ``array`` looks at (follows ``.base``)."""
+    owner = array
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    return owner
+
+
+def _reaches(value: Any, owner: np.ndarray) -> str | None:
+    """'variable' if value is the owner, 'view' if its base chain reaches it."""
+    if value is owner:
+        return "variable"
+    if isinstance(value, np.ndarray):
+        base = value.base
+        while isinstance(base, np.ndarray):
+            if base is owner:
+                return "view"
+            base = base.base
+    return None
+
+
+def _children(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """The things a value holds, each with the path a student would write."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            for index, item in enumerate(value.flat[:_MAX_ITEMS]):
+                yield f"{where}.flat[{index}]", item
+        return
+    if isinstance(value, (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType)):
+        return
+    if isinstance(value, Mapping):
+        for index, (key, item) in enumerate(list(value.items())):
+            if index >= _MAX_ITEMS:
+                return
+            yield f"{where}[{key!r}]", item
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value[:_MAX_ITEMS]):
+            yield f"{where}[{index}]", item
+        return
+    if isinstance(value, (set, frozenset)):
+        for item in list(value)[:_MAX_ITEMS]:
+            yield f"an item of {where}", item
+        return
+    if isinstance(value, types.FunctionType):
+        for name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=False):
+            try:
+                yield f"{where} (closure variable {name!r})", cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+        for index, default in enumerate(value.__defaults__ or ()):
+            yield f"{where} (default argument {index})", default
+        for name, default in (value.__kwdefaults__ or {}).items():
+            yield f"{where} (default argument {name!r})", default
+        return
+    if isinstance(value, types.MethodType):
+        yield f"{where}.__self__", value.__self__
+        return
+    attributes = getattr(value, "__dict__", None)
+    if isinstance(attributes, dict):
+        for name, item in list(attributes.items()):
+            yield f"{where}.{name}", item
+
+
+def _walk(name: str, value: Any, owner: np.ndarray, seen: set[int], depth: int = 0) -> Iterator[tuple[str, str]]:
+    """Yield (relation, path) for every path from value to the owner."""
+    relation = _reaches(value, owner)
+    if relation:
+        yield relation, name
+        return
+    if depth >= _MAX_DEPTH or id(value) in seen:
+        return
+    seen.add(id(value))
+    for child_name, child in _children(value, name):
+        yield from _walk(child_name, child, owner, seen, depth + 1)
+
+
+def _fix_for_name(relation: str, path: str, label: str) -> tuple[str, str]:
+    """(kind, fix) for a path found from the user namespace."""
+    if relation == "view" and path.isidentifier():
+        return "view", (
+            f"`{path}` is a view that shares the buffer of '{label}'. Keep an independent "
+            f"copy instead (`{path} = {path}.copy()`), or `del {path}` when you are done with it."
+        )
+    if path.isidentifier():
+        return "variable", f"the name `{path}` still refers to it: `del {path}`."
+    if "(closure variable" in path or "(default argument" in path:
+        return "closure", (
+            f"the function keeps it ({path}): delete that function or stop it from capturing the array."
+        )
+    if "[" in path or path.startswith("an item of"):
+        holder = "a view of it in" if relation == "view" else "it in"
+        return "container", f"{path} holds {holder} a container: remove it (`del {path}`, or `.clear()` the container)."
+    return "attribute", f"the attribute `{path}` still refers to it: `del {path}` or set it to None."
+
+
+def _shell() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with the kernel
+        return None
+    return get_ipython()
+
+
+def _namespace(shell: Any) -> dict[str, Any]:
+    if shell is not None:
+        return shell.user_ns
+    return vars(sys.modules["__main__"])
+
+
+def _output_cache_holders(shell: Any, owner: np.ndarray, label: str) -> list[Holder]:
+    """Jupyter's output cache: a cell whose last expression showed the array."""
+    places: list[str] = []
+    namespace = shell.user_ns
+    for name, value in list(namespace.items()):
+        if _OUTPUT_CACHE_NAME.match(name) and name not in ("Out", "_oh") and _reaches(value, owner):
+            places.append(name)
+    output_history = getattr(shell.history_manager, "output_hist", {}) if shell.history_manager else {}
+    for number, value in list(output_history.items()):
+        if _reaches(value, owner):
+            places.append(f"Out[{number}]")
+    hook = shell.displayhook
+    for name in ("_", "__", "___"):
+        if _reaches(getattr(hook, name, None), owner) and name not in places:
+            places.append(f"displayhook.{name}")
+    last = getattr(shell, "last_execution_result", None)
+    if last is not None and _reaches(getattr(last, "result", None), owner):
+        places.append("the last cell's result")
+    if not places:
+        return []
+    fix = (
+        "a cell whose last line showed the array stored it in the output cache, which `del` "
+        f"does not clear. Use `%xdel {label}` instead of `del {label}` (it removes the name and "
+        "every cached copy); end a line with `;` or use print() to show an array without caching it."
+    )
+    return [Holder("Jupyter's output cache", ", ".join(places), fix)]
+
+
+def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
+    """Frames of the last exception keep their local variables alive."""
+    tracebacks = [getattr(sys, "last_traceback", None)]
+    last_exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if last_exc is not None:
+        tracebacks.append(last_exc.__traceback__)
+    if shell is not None:
+        tracebacks.append(getattr(getattr(shell, "InteractiveTB", None), "tb", None))
+    found: list[str] = []
+    seen: set[int] = set()
+    for tb in tracebacks:
+        while tb is not None:
+            frame = tb.tb_frame
+            if id(frame) not in seen:
+                seen.add(id(frame))
+                function = frame.f_code.co_name
+                for name, value in list(frame.f_locals.items()):
+                    for _relation, path in _walk(name, value, owner, set()):
+                        found.append(f"`{path}` in {function}()")
+            tb = tb.tb_next
+    if not found:
+        return []
+    fix = (
+        "the last error's traceback keeps the local variables of the failing function alive. "
+        "Run `checks.forget_last_error()` (or make a cell succeed after fixing the error and "
+        "re-run it) to drop the traceback."
+    )
+    return [Holder("an exception's traceback", ", ".join(sorted(set(found))), fix)]
+
+
+def find_holders(owner: np.ndarray, label: str) -> list[Holder]:
+    """Everything we can name that keeps ``owner`` (a buffer-owning array) alive."""
+    shell = _shell()
+    holders: list[Holder] = []
+    if shell is not None:
+        holders += _output_cache_holders(shell, owner, label)
+    seen: set[int] = set()
+    for name, value in list(_namespace(shell).items()):
+        if name.startswith("__") or name in _SKIP_NAMES or _OUTPUT_CACHE_NAME.match(name):
+            continue
+        for relation, path in _walk(name, value, owner, seen):
+            kind, fix = _fix_for_name(relation, path, label)
+            holders.append(Holder(kind, f"`{path}`", fix))
+    holders += _traceback_holders(shell, owner)
+    return holders
+
+
+def forget_last_error() -> None:
+    """Drop the last exception and its traceback (and the locals it keeps alive)."""
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            setattr(sys, name, None)
+    shell = _shell()
+    if shell is not None and getattr(shell, "InteractiveTB", None) is not None:
+        shell.InteractiveTB.tb = None
