@@ -133,8 +133,8 @@ def _fix_for_name(relation: str, path: str, label: str) -> tuple[str, str]:
             f"the function keeps it ({path}): delete that function or stop it from capturing the array."
         )
     if "[" in path or path.startswith("an item of"):
-        holder = "a view of it in" if relation == "view" else "it in"
-        return "container", f"{path} holds {holder} a container: remove it (`del {path}`, or `.clear()` the container)."
+        what = "a view of it" if relation == "view" else "it"
+        return "container", f"a container holds {what}: remove the entry (`del {path}`) or clear the container."
     return "attribute", f"the attribute `{path}` still refers to it: `del {path}` or set it to None."
 
 
@@ -172,12 +172,30 @@ def _output_cache_holders(shell: Any, owner: np.ndarray, label: str) -> list[Hol
         places.append("the last cell's result")
     if not places:
         return []
+    if label.isidentifier() and _reaches(namespace.get(label), owner):
+        how = f"Use `%xdel {label}` instead of `del {label}`: it removes the name and every cached copy."
+    else:
+        cached = next((place for place in places if place.startswith("Out[")), "_")
+        how = (
+            f"The name is already gone, so get the array back and delete it properly: "
+            f"`{label if label.isidentifier() else 'tmp'} = {cached}` then "
+            f"`%xdel {label if label.isidentifier() else 'tmp'}`. Next time use `%xdel` instead of `del`."
+        )
     fix = (
         "a cell whose last line showed the array stored it in the output cache, which `del` "
-        f"does not clear. Use `%xdel {label}` instead of `del {label}` (it removes the name and "
-        "every cached copy); end a line with `;` or use print() to show an array without caching it."
+        f"does not clear. {how} End a line with `;` or use print() to show an array without caching it."
     )
     return [Holder("Jupyter's output cache", ", ".join(places), fix)]
+
+
+_FRAMEWORK_MODULES = ("IPython.", "ipykernel.", "asyncio.", "tornado.", "traitlets.", "zmq.", "autograder.")
+
+
+def _student_frame(frame: types.FrameType) -> bool:
+    """A function frame of the student's own code: not a module-level (notebook) frame,
+    whose variables are the notebook's and are reported as such, nor the kernel's."""
+    module = str(frame.f_globals.get("__name__", ""))
+    return frame.f_locals is not frame.f_globals and not module.startswith(_FRAMEWORK_MODULES)
 
 
 def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
@@ -193,7 +211,7 @@ def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
     for tb in tracebacks:
         while tb is not None:
             frame = tb.tb_frame
-            if id(frame) not in seen:
+            if id(frame) not in seen and _student_frame(frame):
                 seen.add(id(frame))
                 function = frame.f_code.co_name
                 for name, value in list(frame.f_locals.items()):
@@ -203,9 +221,9 @@ def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
     if not found:
         return []
     fix = (
-        "the last error's traceback keeps the local variables of the failing function alive. "
-        "Run `checks.forget_last_error()` (or make a cell succeed after fixing the error and "
-        "re-run it) to drop the traceback."
+        "the last uncaught error's traceback keeps the local variables of the failing function "
+        "alive, until another error replaces it. Run `checks.forget_last_error()` to drop it, "
+        "and catch errors you expect with try/except."
     )
     return [Holder("an exception's traceback", ", ".join(sorted(set(found))), fix)]
 
