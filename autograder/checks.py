@@ -98,16 +98,22 @@ def holders_of(label: str) -> list[str]:
     return [holder.describe() for holder in find_holders(owner, label)]
 
 
-def assert_freed(label: str, *, keep_bytes: int = 0) -> None:
+def assert_freed(label: str, *, keep_bytes: int = 0, expected_nbytes: int | None = None) -> None:
     """Prove the array tracked as ``label`` is gone, and NumPy's memory dropped with it.
 
     Two independent proofs: the buffer itself is dead (a weak reference), and
     the bytes NumPy holds fell by its size since it was tracked, so no copy of
     it is hiding anywhere. ``keep_bytes`` allows new arrays the exercise asks
-    you to keep (a small copy, a smaller dtype).
+    you to keep (a small copy, a smaller dtype). ``expected_nbytes`` is the size
+    the exercise asked for, so freeing a smaller stand-in proves nothing.
     """
     require_tracing()
     tracked = _lookup(label)
+    if expected_nbytes is not None and tracked.nbytes != expected_nbytes:
+        raise AssertionError(
+            f"The array tracked as {label!r} held {describe_bytes(tracked.nbytes)}; this exercise "
+            f"asks for {describe_bytes(expected_nbytes)}. Create the array the exercise describes."
+        )
     gc.collect()  # reference cycles are garbage the collector has not reached yet
     owner = tracked.ref()
     if owner is not None:
@@ -116,7 +122,9 @@ def assert_freed(label: str, *, keep_bytes: int = 0) -> None:
         size = describe_bytes(tracked.nbytes)
         if holders:
             lines = "\n".join(f"  - {holder.describe()}" for holder in holders)
-            raise AssertionError(f"The {size} array {label!r} is still in memory. What holds it:\n{lines}")
+            raise AssertionError(
+                f"The {size} array {label!r} is still in memory. What holds it:\n{lines}"
+            )
         raise AssertionError(
             f"The {size} array {label!r} is still in memory, held by something outside the "
             "notebook's variables (a module attribute or an object we cannot see into). "
@@ -170,10 +178,14 @@ def assert_no_leak(
     found = []
     for role, owner in kept:
         if owner is not None:
-            found += [f"  - {role}: {h.describe()}" for h in find_holders(owner, f"{name}'s {role}")]
+            found += [
+                f"  - {role}: {h.describe()}" for h in find_holders(owner, f"{name}'s {role}")
+            ]
         del owner
-    where = "\n".join(found) if found else (
-        "  - (no name found: look for a list, dict or global the function appends to)"
+    where = (
+        "\n".join(found)
+        if found
+        else ("  - (no name found: look for a list, dict or global the function appends to)")
     )
     raise AssertionError(
         f"{name}() leaks: {calls} calls left {describe_bytes(growth)} of NumPy memory held "
@@ -200,7 +212,9 @@ def assert_peak_below(
     return result
 
 
-def assert_in_place(func: Callable[[np.ndarray], Any], array: np.ndarray, *, max_peak_fraction: float = 0.1) -> None:
+def assert_in_place(
+    func: Callable[[np.ndarray], Any], array: np.ndarray, *, max_peak_fraction: float = 0.1
+) -> None:
     """Call ``func(array)`` and fail unless it changed ``array`` in its own buffer,
     without any temporary bigger than ``max_peak_fraction`` of its size."""
     require_tracing()
@@ -223,4 +237,3 @@ def assert_in_place(func: Callable[[np.ndarray], Any], array: np.ndarray, *, max
 def numpy_bytes_now() -> int:
     """The bytes NumPy holds now (exact, since tracing started)."""
     return numpy_bytes()
-

@@ -45,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="release the assignment and grade the bundled example submissions (the default)",
     )
-    demo.add_argument("--examples", type=Path, help="folder of example *.toml (default: tests/submissions)")
     demo.add_argument(
-        "--workspace", type=Path, help="where the examples are graded (default: grading-demo/, wiped first)"
+        "--examples", type=Path, help="folder of example *.toml (default: tests/submissions)"
+    )
+    demo.add_argument(
+        "--workspace",
+        type=Path,
+        help="where the examples are graded (default: grading-demo/, wiped first)",
     )
     demo.set_defaults(run=_demo)
 

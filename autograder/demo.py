@@ -35,7 +35,9 @@ class GradedExample:
         for cell in self.submitted_scores:
             expected = self.example.expected_score(cell.cell, cell.max_score)
             if cell.score != expected:
-                wrong.append(f"{cell.cell}: scored {points(cell.score)}, expected {points(expected)}")
+                wrong.append(
+                    f"{cell.cell}: scored {points(cell.score)}, expected {points(expected)}"
+                )
         if not self.scores:
             wrong.append("no grades recorded")
         return wrong
@@ -89,7 +91,9 @@ def run_demo(root: Path, *, examples_dir: Path | None = None, workspace: Path | 
     graded = grade_examples(course, examples)
     print()
     print(score_table(graded))
-    problems = [(result.example.name, result.mismatches()) for result in graded if result.mismatches()]
+    problems = [
+        (result.example.name, result.mismatches()) for result in graded if result.mismatches()
+    ]
     for name, wrong in problems:
         print(f"\n{name} does not match its golden scores:\n  " + "\n  ".join(wrong))
     print(f"\nGradebook: {course.gradebook}")

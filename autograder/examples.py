@@ -17,6 +17,12 @@ reader sees at a glance what the student did wrong::
 
     [expected]      # grade_id = score; every other graded cell scores full marks
     ex2_freed_test = 0
+
+A hostile example adds the status and integrity flags it must get::
+
+    [outcome]
+    status = "flagged"
+    flags = ["monkeypatch"]
 """
 
 from __future__ import annotations
@@ -36,10 +42,14 @@ ALL_CELLS = "*"
 class Example:
     name: str  # the student id it is graded under: its outcome, e.g. "fails-ex2-view-keeps-base"
     description: str
-    base: str = "source"  # "source": the instructor's solution; "release": the unedited student copy
+    base: str = (
+        "source"  # "source": the instructor's solution; "release": the unedited student copy
+    )
     notebooks: tuple[str, ...] = ()  # notebook names to submit; () submits them all
     cells: dict[str, str] = field(default_factory=dict)  # grade_id -> the student's cell source
     expected: dict[str, float] = field(default_factory=dict)  # grade_id (or "*") -> score
+    status: str = "graded"  # the grading status it must get (see autograder.grade)
+    flags: tuple[str, ...] = ()  # the integrity flags it must raise: () means never flagged
 
     def expected_score(self, cell: str, max_score: float) -> float:
         return self.expected.get(cell, self.expected.get(ALL_CELLS, max_score))
@@ -59,6 +69,8 @@ def load_examples(folder: Path) -> list[Example]:
                 notebooks=tuple(spec.get("notebooks", ())),
                 cells={key: value.strip("\n") for key, value in spec.get("cells", {}).items()},
                 expected={key: float(value) for key, value in spec.get("expected", {}).items()},
+                status=spec.get("outcome", {}).get("status", "graded"),
+                flags=tuple(spec.get("outcome", {}).get("flags", ())),
             )
         )
     return examples

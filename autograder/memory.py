@@ -79,10 +79,10 @@ class Measurement:
 def measure() -> Iterator[Measurement]:
     """Measure the enclosed block::
 
-        with measure() as m:
-            total = np.ones(1_000_000).sum()
-        m.peak_bytes  # 8,000,000 and a little
-        m.net_bytes   # 0: the temporary is gone
+    with measure() as m:
+        total = np.ones(1_000_000).sum()
+    m.peak_bytes  # 8,000,000 and a little
+    m.net_bytes   # 0: the temporary is gone
     """
     require_tracing()
     result = Measurement()

@@ -70,7 +70,9 @@ def _children(value: Any, where: str) -> Iterator[tuple[str, Any]]:
             for index, item in enumerate(value.flat[:_MAX_ITEMS]):
                 yield f"{where}.flat[{index}]", item
         return
-    if isinstance(value, (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType)):
+    if isinstance(
+        value, (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType)
+    ):
         return
     if isinstance(value, Mapping):
         for index, (key, item) in enumerate(list(value.items())):
@@ -106,7 +108,9 @@ def _children(value: Any, where: str) -> Iterator[tuple[str, Any]]:
             yield f"{where}.{name}", item
 
 
-def _walk(name: str, value: Any, owner: np.ndarray, seen: set[int], depth: int = 0) -> Iterator[tuple[str, str]]:
+def _walk(
+    name: str, value: Any, owner: np.ndarray, seen: set[int], depth: int = 0
+) -> Iterator[tuple[str, str]]:
     """Yield (relation, path) for every path from value to the owner."""
     relation = _reaches(value, owner)
     if relation:
@@ -134,8 +138,14 @@ def _fix_for_name(relation: str, path: str, label: str) -> tuple[str, str]:
         )
     if "[" in path or path.startswith("an item of"):
         what = "a view of it" if relation == "view" else "it"
-        return "container", f"a container holds {what}: remove the entry (`del {path}`) or clear the container."
-    return "attribute", f"the attribute `{path}` still refers to it: `del {path}` or set it to None."
+        return (
+            "container",
+            f"a container holds {what}: remove the entry (`del {path}`) or clear the container.",
+        )
+    return (
+        "attribute",
+        f"the attribute `{path}` still refers to it: `del {path}` or set it to None.",
+    )
 
 
 def _shell() -> Any:
@@ -159,7 +169,9 @@ def _output_cache_holders(shell: Any, owner: np.ndarray, label: str) -> list[Hol
     for name, value in list(namespace.items()):
         if _OUTPUT_CACHE_NAME.match(name) and name not in ("Out", "_oh") and _reaches(value, owner):
             places.append(name)
-    output_history = getattr(shell.history_manager, "output_hist", {}) if shell.history_manager else {}
+    output_history = (
+        getattr(shell.history_manager, "output_hist", {}) if shell.history_manager else {}
+    )
     for number, value in list(output_history.items()):
         if _reaches(value, owner):
             places.append(f"Out[{number}]")
@@ -188,7 +200,15 @@ def _output_cache_holders(shell: Any, owner: np.ndarray, label: str) -> list[Hol
     return [Holder("Jupyter's output cache", ", ".join(places), fix)]
 
 
-_FRAMEWORK_MODULES = ("IPython.", "ipykernel.", "asyncio.", "tornado.", "traitlets.", "zmq.", "autograder.")
+_FRAMEWORK_MODULES = (
+    "IPython.",
+    "ipykernel.",
+    "asyncio.",
+    "tornado.",
+    "traitlets.",
+    "zmq.",
+    "autograder.",
+)
 
 
 def _student_frame(frame: types.FrameType) -> bool:
@@ -228,14 +248,19 @@ def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
     return [Holder("an exception's traceback", ", ".join(sorted(set(found))), fix)]
 
 
-def find_holders(owner: np.ndarray, label: str) -> list[Holder]:
-    """Everything we can name that keeps ``owner`` (a buffer-owning array) alive."""
+def find_holders(
+    owner: np.ndarray, label: str, namespace: dict[str, Any] | None = None
+) -> list[Holder]:
+    """Everything we can name that keeps ``owner`` (a buffer-owning array) alive.
+
+    ``namespace`` defaults to the notebook's variables (IPython's ``user_ns``).
+    """
     shell = _shell()
     holders: list[Holder] = []
     if shell is not None:
         holders += _output_cache_holders(shell, owner, label)
     seen: set[int] = set()
-    for name, value in list(_namespace(shell).items()):
+    for name, value in list((namespace if namespace is not None else _namespace(shell)).items()):
         if name.startswith("__") or name in _SKIP_NAMES or _OUTPUT_CACHE_NAME.match(name):
             continue
         for relation, path in _walk(name, value, owner, seen):

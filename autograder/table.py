@@ -12,7 +12,9 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 
     def line(row: list[str]) -> str:
         first, *rest = row
-        return "  ".join([first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))])
+        return "  ".join(
+            [first.ljust(widths[0]), *(v.rjust(w) for v, w in zip(rest, widths[1:], strict=True))]
+        )
 
     rule = "  ".join("-" * width for width in widths)
     return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])

@@ -1,0 +1,79 @@
+"""Shared fixtures: the repository, a throw-away copy of the course, a live Jupyter kernel."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.manager import KernelManager, start_new_kernel
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+def copy_course(target: Path) -> Path:
+    """A course directory with this repository's source and nbgrader config, nothing else."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(REPO / "source", target / "source")
+    shutil.copy2(REPO / "nbgrader_config.py", target / "nbgrader_config.py")
+    return target
+
+
+@dataclass
+class CellRun:
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None  # "ename: evalue" of an uncaught exception
+    results: list[str] = field(default_factory=list)  # text/plain of displayed results
+
+
+class Kernel:
+    """Run code in a real IPython kernel, as notebook cells (history and output cache on)."""
+
+    def __init__(self, manager: KernelManager, client: BlockingKernelClient):
+        self.manager, self.client = manager, client
+
+    def run(self, code: str, timeout: float = 60) -> CellRun:
+        run = CellRun()
+
+        def collect(message: dict) -> None:
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                if content["name"] == "stdout":
+                    run.stdout += content["text"]
+                else:
+                    run.stderr += content["text"]
+            elif kind == "error":
+                run.error = f"{content['ename']}: {content['evalue']}"
+            elif kind == "execute_result":
+                run.results.append(content["data"].get("text/plain", ""))
+
+        self.client.execute_interactive(
+            code, store_history=True, output_hook=collect, timeout=timeout
+        )
+        return run
+
+    def ok(self, code: str) -> CellRun:
+        """Run code that must not fail and must write nothing to stderr."""
+        run = self.run(code)
+        assert run.error is None, run.error
+        assert run.stderr == "", run.stderr
+        return run
+
+
+@pytest.fixture
+def kernel() -> Iterator[Kernel]:
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        yield Kernel(manager, client)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)

@@ -1,0 +1,47 @@
+"""The example submissions: named by outcome, well-formed, and covering every exercise."""
+
+import re
+from collections import Counter
+
+import pytest
+
+from autograder.course import Course
+from autograder.examples import load_examples, write_submission
+from autograder.gradebook import exercise_of
+
+from .conftest import REPO
+
+EXAMPLES = load_examples(REPO / "tests" / "submissions")
+OUTCOME_NAME = re.compile(r"^(passes-all|blank|fails-(quiz|ex\d)-[a-z0-9-]+)$")
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
+def test_named_by_outcome_and_expects_what_its_name_says(example):
+    assert OUTCOME_NAME.match(example.name)
+    assert example.description
+    if example.name.startswith("fails-"):
+        exercise = example.name.split("-")[1]
+        assert example.expected, "a failing example must say which points it loses"
+        assert {exercise_of(cell) for cell in example.expected} == {exercise}
+        assert all(score == 0 for score in example.expected.values())
+
+
+def test_every_exercise_has_at_least_two_wrong_submissions():
+    per_exercise = Counter(e.name.split("-")[1] for e in EXAMPLES if e.name.startswith("fails-"))
+    for exercise in ["quiz", *(f"ex{n}" for n in range(1, 8))]:
+        assert per_exercise[exercise] >= 2, exercise
+
+
+def test_write_submission_applies_the_edits(tmp_path):
+    example = next(e for e in EXAMPLES if e.name == "fails-ex2-view-keeps-base")
+    folder = write_submission(example, Course(REPO, workspace=tmp_path))
+    assert [p.name for p in folder.iterdir()] == ["03_exercises_free_and_budget_memory.ipynb"]
+    text = (folder / "03_exercises_free_and_budget_memory.ipynb").read_text()
+    assert "first_1000 = readings[:1000]\\n" in text
+
+
+def test_an_edit_of_a_missing_cell_is_an_error(tmp_path):
+    (tmp_path / "stale.toml").write_text('description = "x"\n[cells]\nno_such_cell = "pass"\n')
+    (example,) = load_examples(tmp_path)
+    with pytest.raises(ValueError, match="no_such_cell"):
+        write_submission(example, Course(REPO, workspace=tmp_path / "ws"))
