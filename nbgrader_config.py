@@ -5,9 +5,28 @@ Run nbgrader from the repository root, as an instructor would:
     nbgrader autograde numpy_memory
     nbgrader generate_feedback numpy_memory
     nbgrader export
+
+`autograder grade` loads this same file, so both paths run the same protected pipeline.
 """
 
 from pathlib import Path
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
+
+from autograder.course import hidden_from_students
+from autograder.execute import ProtectedExecute
+from autograder.preprocessors import FlagInGradebook, InspectSubmission
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -16,7 +35,32 @@ ROOT = Path(__file__).resolve().parent
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
 
-# Student notebooks are executed with the kernel of the Python that runs nbgrader,
-# so `import autograder` in the notebooks finds this package.
-c.Execute.timeout = 60
-c.Execute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+# nbgrader's own steps, with ours where they must go:
+c.Autograde.sanitize_preprocessors = [
+    InspectSubmission,  # first: record edits to locked cells before OverwriteCells undoes them
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+c.Autograde.autograde_preprocessors = [
+    ProtectedExecute,  # replaces Execute: sandboxed kernel, probes, memory read from outside
+    IgnorePattern,
+    ClearMetadataPreprocessor,  # after ProtectedExecute, which reads the inspection metadata
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+    FlagInGradebook,  # last: needs the grades SaveAutoGrades created
+]
+# A graded cell a student deleted is put back (and run), not silently scored 0.
+c.OverwriteCells.add_missing_cells = True
+
+# Limits on every student kernel (autograder.sandbox); as root it also runs as an
+# unprivileged user with no network and cannot see the instructor's files.
+c.ProtectedExecute.timeout = 60  # seconds per cell
+c.ProtectedExecute.notebook_timeout = 600  # seconds per notebook
+c.ProtectedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+c.SandboxedKernelManager.memory_bytes = 3 * 2**30
+c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)

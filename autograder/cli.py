@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .course import Course, NbgraderError, find_course_root
+from .course import ASSIGNMENT, Course, NbgraderError, find_course_root
+from .grade import GradingError
 
 
 def _course_root(args: argparse.Namespace) -> Path:
@@ -26,6 +27,51 @@ def _release(args: argparse.Namespace) -> int:
     for path in release(course):
         print(path.relative_to(course.root))
     return 0
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grade import grade, summary_table
+
+    course = Course(_course_root(args), assignment=args.assignment)
+    run = grade(
+        course,
+        workers=args.workers,
+        force=args.force,
+        students=args.student,
+        report_dir=args.report,
+        memory_bytes=args.memory_limit,
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        progress=not args.quiet,
+    )
+    print(summary_table(run))
+    resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
+    print(
+        f"\n{len(run.students)} students in {run.seconds:.1f} s{resumed}. Report: {run.report_path}"
+    )
+    return 0
+
+
+def _bytes(text: str) -> int:
+    """'3G', '512M', '2147483648' -> bytes."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 3G or 512M)") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +103,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     release = commands.add_parser("release", help="generate release/ from source/ with nbgrader")
     release.set_defaults(run=_release)
+
+    grade = commands.add_parser(
+        "grade",
+        help="grade submitted/<student>/<assignment>/ in parallel, contained, into the gradebook and a report",
+    )
+    grade.add_argument(
+        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
+    )
+    grade.add_argument(
+        "--workers", type=_positive, help="parallel workers (default: the machine's cores)"
+    )
+    grade.add_argument(
+        "--force", action="store_true", help="grade again what is already graded and unchanged"
+    )
+    grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    grade.add_argument("--report", type=Path, help="report folder (default: grading-report/)")
+    grade.add_argument(
+        "--memory-limit", type=_bytes, help="memory per student kernel, e.g. 3G (default: 3G)"
+    )
+    grade.add_argument("--cell-timeout", type=_positive, help="seconds per cell (default: 60)")
+    grade.add_argument(
+        "--notebook-timeout", type=_positive, help="seconds per notebook (default: 600)"
+    )
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.set_defaults(run=_grade)
     return parser
 
 
@@ -67,6 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args([*(argv or sys.argv[1:]), "demo"])
     try:
         return args.run(args)
-    except (FileNotFoundError, NbgraderError, ValueError) as error:
+    except (FileNotFoundError, NbgraderError, GradingError, ValueError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2

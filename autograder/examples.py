@@ -23,6 +23,16 @@ A hostile example adds the status and integrity flags it must get::
     [outcome]
     status = "flagged"
     flags = ["monkeypatch"]
+
+A broken one adds files written as they are (a corrupt notebook, a stray
+script), and the status and reason those files must get::
+
+    [files]
+    "03_exercises_free_and_budget_memory.ipynb" = '{"cells": [{"cell_ty'
+
+    [outcome]
+    status = "ungradable"
+    reason = "not valid JSON"
 """
 
 from __future__ import annotations
@@ -48,7 +58,9 @@ class Example:
     notebooks: tuple[str, ...] = ()  # notebook names to submit; () submits them all
     cells: dict[str, str] = field(default_factory=dict)  # grade_id -> the student's cell source
     expected: dict[str, float] = field(default_factory=dict)  # grade_id (or "*") -> score
-    status: str = "graded"  # the grading status it must get (see autograder.grade)
+    files: dict[str, str] = field(default_factory=dict)  # extra files, written as they are
+    status: str = "graded"  # the grading status it must get (see autograder.execute.STATUSES)
+    reason: str = ""  # words the status's reason must contain
     flags: tuple[str, ...] = ()  # the integrity flags it must raise: () means never flagged
 
     def expected_score(self, cell: str, max_score: float) -> float:
@@ -69,7 +81,9 @@ def load_examples(folder: Path) -> list[Example]:
                 notebooks=tuple(spec.get("notebooks", ())),
                 cells={key: value.strip("\n") for key, value in spec.get("cells", {}).items()},
                 expected={key: float(value) for key, value in spec.get("expected", {}).items()},
+                files=dict(spec.get("files", {})),
                 status=spec.get("outcome", {}).get("status", "graded"),
+                reason=spec.get("outcome", {}).get("reason", ""),
                 flags=tuple(spec.get("outcome", {}).get("flags", ())),
             )
         )
@@ -92,6 +106,8 @@ def write_submission(example: Example, course: Course) -> Path:
                 cell.source = example.cells[grade_id]
                 unused.discard(grade_id)
         nbformat.write(notebook, target / path.name)
+    for name, text in example.files.items():
+        (target / name).write_text(text)
     if unused:
         raise ValueError(
             f"Example {example.name!r} edits cells that no submitted notebook has: {sorted(unused)}"

@@ -1,0 +1,410 @@
+"""Execute a submission the way nbgrader does, but protected and observed from outside.
+
+``ProtectedExecute`` replaces nbgrader's ``Execute`` preprocessor (see
+``nbgrader_config.py``), so plain ``nbgrader autograde`` and ``autograder grade``
+run the same steps. Around nbclient's cell loop it adds, in this order:
+
+1. a static read of the student's cells (before any of them runs);
+2. a contained kernel (``autograder.sandbox``): memory, CPU, process and file
+   limits, no network, another user, hidden instructor files;
+3. before every graded test cell, a probe of the kernel's state
+   (``autograder.integrity``);
+4. after every cell, the kernel's resident memory read by this process, which
+   no code in the kernel can fake;
+5. a kernel that dies or a notebook that runs out of time: the cells that ran
+   keep their grades, the rest score 0 with a message;
+6. a test whose result the evidence contradicts is given an error output, so
+   nbgrader scores it 0, and the evidence is recorded for the instructor.
+
+What happened is written as JSON beside the run (``evidence_dir``) and passed
+on in ``resources["autograder"]`` for the preprocessors after it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import psutil
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
+from nbformat import NotebookNode
+from nbgrader.preprocessors import Execute
+from nbgrader.utils import determine_grade, is_grade
+from traitlets import Bool, Float, Integer, Unicode
+
+from . import integrity
+from .sandbox import SandboxedKernelManager  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
+
+# Statuses of a graded notebook, most serious first (a notebook gets the first that applies).
+STATUSES = ("ungradable", "kernel died", "timed out", "over memory", "flagged", "graded")
+
+_TRACK = re.compile(r"checks\.track\(\s*\w+\s*,\s*[\"'](\w+)[\"']")
+_FREED = re.compile(r"checks\.assert_freed\(\s*[\"'](\w+)[\"'][^)]*?expected_nbytes\s*=\s*([\d_]+)")
+
+
+@dataclass
+class CellRecord:
+    index: int
+    grade_id: str | None
+    rss_bytes: int | None = None  # the kernel's resident memory after the cell, read from outside
+    seconds: float = 0.0
+    ran: bool = False
+
+
+@dataclass
+class NotebookRun:
+    """Everything the grader saw while running one notebook."""
+
+    student: str
+    notebook: str
+    status: str = "graded"
+    reason: str = ""
+    evidence: list[dict[str, str]] = field(default_factory=list)
+    cells: list[CellRecord] = field(default_factory=list)
+    sandbox: str = ""
+    seconds: float = 0.0
+
+    @property
+    def flags(self) -> list[str]:
+        return sorted({item["flag"] for item in self.evidence})
+
+    def raise_status(self, status: str, reason: str) -> None:
+        """Keep the most serious status seen."""
+        if STATUSES.index(status) < STATUSES.index(self.status):
+            self.status, self.reason = status, reason
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["flags"] = self.flags
+        return data
+
+
+def _error_output(ename: str, evalue: str) -> NotebookNode:
+    return NotebookNode(
+        output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
+    )
+
+
+def _grade_id(cell: NotebookNode) -> str | None:
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+def _passed(cell: NotebookNode) -> bool:
+    return not any(
+        output.output_type == "error"
+        or (output.output_type == "stream" and output.name == "stderr")
+        for output in cell.outputs
+    )
+
+
+def _tree_rss(pid: int | None) -> int | None:
+    """Resident memory of the kernel and everything it started."""
+    if pid is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
+    except psutil.Error:
+        return None
+
+
+class ProtectedExecute(Execute):
+    """nbgrader's Execute, contained, probed and measured from outside."""
+
+    notebook_timeout = Integer(
+        900, help="Seconds a whole notebook may run; cells after that are not run (score 0)."
+    ).tag(config=True)
+    max_output_bytes = Integer(
+        2 * 2**20,
+        help="Output a notebook may produce; past it, outputs are dropped (errors and stderr kept).",
+    ).tag(config=True)
+    probe_kernel = Bool(True, help="Check the kernel's state before every graded test cell.").tag(
+        config=True
+    )
+    rss_evidence = Bool(
+        True,
+        help="Flag a passed `assert_freed` test when the kernel's resident memory, read from "
+        "outside, did not fall by at least half the array's size (needs the sandbox's "
+        "MALLOC_MMAP_THRESHOLD_, which makes freed large arrays leave RSS).",
+    ).tag(config=True)
+    rss_drop_fraction = Float(0.5, help="Fraction of the freed size RSS must fall by.").tag(
+        config=True
+    )
+    evidence_dir = Unicode(
+        "",
+        help="Where each run's JSON record goes (<dir>/<student>/<notebook>.json); "
+        "default: grading-report/runs under the course root.",
+    ).tag(config=True)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("kernel_manager_class", "autograder.sandbox.SandboxedKernelManager")
+        super().__init__(*args, **kwargs)
+
+    # -- the cell loop -------------------------------------------------------------------------
+
+    def preprocess(
+        self, nb: NotebookNode, resources: Any = None, km: Any = None
+    ) -> tuple[NotebookNode, Any]:
+        from nbclient import NotebookClient
+
+        NotebookClient.__init__(self, nb, km)
+        self.reset_execution_trackers()
+        self._check_assign_resources(resources)
+        self._output_bytes = 0
+        info = (resources or {}).get("nbgrader", {})
+        run = NotebookRun(student=info.get("student", "?"), notebook=info.get("notebook", "?"))
+        run.cells = [CellRecord(index, _grade_id(cell)) for index, cell in enumerate(nb.cells)]
+        started = time.monotonic()
+
+        # 1. Static read, before any student code runs. Evidence in cell i taints every test after i.
+        static = [(self._cell_index(nb, item.cell), item) for item in integrity.scan_notebook(nb)]
+        for item in nb.metadata.get("autograder", {}).get("inspection", []):
+            run.evidence.append(
+                item
+            )  # cells edited before sanitizing: restored, so no credit was at stake
+        for _, item in static:
+            run.evidence.append(self._evidence_dict(item))
+
+        with self.setup_kernel():
+            assert self.kc is not None
+            reply = self.wait_for_reply(self.kc.kernel_info())
+            if reply:
+                self.nb.metadata["language_info"] = reply["content"]["language_info"]
+            run.sandbox = getattr(self.km, "sandbox_description", "")
+            pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+            if self.probe_kernel:
+                self._probe(run, "start")  # the baseline, before any student cell
+            for index, cell in enumerate(nb.cells):
+                record = run.cells[index]
+                if time.monotonic() - started > self.notebook_timeout:
+                    self._not_run(nb, index, "the notebook ran out of time")
+                    run.raise_status(
+                        "timed out", f"the notebook took over {self.notebook_timeout} s"
+                    )
+                    break
+                test = cell.cell_type == "code" and is_grade(cell)
+                probe_evidence = (
+                    self._probe(run, record.grade_id or f"cell {index + 1}")
+                    if test and self.probe_kernel
+                    else []
+                )
+                cell_started = time.monotonic()
+                try:
+                    self.preprocess_cell(cell, resources, index)
+                except (DeadKernelError, CellTimeoutError) as error:
+                    record.ran = True
+                    if self._kernel_alive():  # nbclient gave up waiting, but the kernel lives
+                        cell.outputs.append(
+                            _error_output(
+                                "CellTimeoutError",
+                                f"No reply from the kernel in time: {str(error).splitlines()[0]}",
+                            )
+                        )
+                        run.raise_status("timed out", f"cell {index + 1} did not finish in time")
+                        continue
+                    cell.outputs.append(
+                        _error_output(
+                            "KernelDied",
+                            "The kernel stopped while running this cell (it exited, crashed or ran "
+                            "out of memory). The cells after it were not run.",
+                        )
+                    )
+                    run.raise_status("kernel died", f"the kernel died in cell {index + 1}")
+                    self._not_run(nb, index + 1, "the kernel died before this cell")
+                    break
+                record.ran = cell.cell_type == "code" and bool(cell.source.strip())
+                record.seconds = round(time.monotonic() - cell_started, 3)
+                record.rss_bytes = _tree_rss(pid)
+                errors = {
+                    o.get("ename") for o in cell.get("outputs", []) if o.output_type == "error"
+                }
+                if "CellTimeoutError" in errors:
+                    run.raise_status("timed out", f"cell {index + 1} ran over {self.timeout} s")
+                if "MemoryError" in errors:
+                    run.raise_status("over memory", f"cell {index + 1} ran out of memory")
+                if test:
+                    tainted = [
+                        self._evidence_dict(e) for i, e in static if i < index
+                    ] + probe_evidence
+                    tainted += self._rss_evidence(nb, run, index)
+                    if tainted and _passed(cell):
+                        self._distrust(cell, tainted)
+        run.seconds = round(time.monotonic() - started, 3)
+        if run.evidence and run.status == "graded":
+            run.raise_status("flagged", "; ".join(run.flags))
+        self._save(run, resources)
+        return self.nb, self.resources
+
+    def _kernel_alive(self) -> bool:
+        try:
+            return bool(run_sync(self.km.is_alive)())
+        except Exception:  # a manager that cannot even answer: treat the kernel as gone
+            return False
+
+    # -- evidence ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _cell_index(nb: NotebookNode, where: str) -> int:
+        for index, cell in enumerate(nb.cells):
+            if _grade_id(cell) == where or where == f"cell {index + 1}":
+                return index
+        return 0
+
+    @staticmethod
+    def _evidence_dict(item: Any) -> dict[str, str]:
+        return {"flag": item.flag, "cell": item.cell, "detail": item.detail}
+
+    def _probe(self, run: NotebookRun, where: str) -> list[dict[str, str]]:
+        nonce = secrets.token_hex(8)
+        try:
+            text = run_sync(self._run_hidden)(integrity.probe_code(nonce))
+        except DeadKernelError:
+            return []  # the cell itself will report the dead kernel
+        found = [self._evidence_dict(e) for e in integrity.read_probe(text, nonce, where)]
+        run.evidence.extend(found)
+        return found
+
+    async def _run_hidden(self, code: str, timeout: float = 10.0) -> str:
+        """Run code in the kernel outside the notebook: no history, no cell; return its stdout."""
+        assert self.kc is not None
+        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False)
+        stdout: list[str] = []
+        deadline = time.monotonic() + timeout
+        idle = False
+        while not idle:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return "".join(stdout)
+            try:
+                message = await self.kc.iopub_channel.get_msg(timeout=remaining)
+            except Empty:
+                if not await self.kc.is_alive():
+                    raise DeadKernelError("Kernel died") from None
+                continue
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            content = message["content"]
+            if message["msg_type"] == "stream" and content.get("name") == "stdout":
+                stdout.append(content["text"])
+            idle = message["msg_type"] == "status" and content["execution_state"] == "idle"
+        while time.monotonic() < deadline:  # drain the matching shell reply
+            try:
+                reply = await self.kc.shell_channel.get_msg(
+                    timeout=max(0.01, deadline - time.monotonic())
+                )
+            except Empty:
+                break
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        return "".join(stdout)
+
+    def _rss_evidence(self, nb: NotebookNode, run: NotebookRun, index: int) -> list[dict[str, str]]:
+        """A passed `assert_freed` whose array never left the kernel's resident memory."""
+        cell = nb.cells[index]
+        if (
+            not self.rss_evidence
+            or not isinstance(self.km, SandboxedKernelManager)
+            or not _passed(cell)
+        ):
+            return []
+        found = []
+        for label, size in _FREED.findall(cell.source):
+            nbytes = int(size.replace("_", ""))
+            tracked_at = [i for i in range(index) if label in _TRACK.findall(nb.cells[i].source)]
+            before = run.cells[tracked_at[-1]].rss_bytes if tracked_at else None
+            after = run.cells[index].rss_bytes
+            if before is None or after is None:
+                continue
+            if before - after < self.rss_drop_fraction * nbytes:
+                item = {
+                    "flag": "rss-not-freed",
+                    "cell": run.cells[index].grade_id or f"cell {index + 1}",
+                    "detail": (
+                        f"assert_freed({label!r}) passed, but the kernel's resident memory, read "
+                        f"from outside, went from {before:,} to {after:,} bytes: it did not fall by "
+                        f"the {nbytes:,} bytes of {label!r}."
+                    ),
+                }
+                run.evidence.append(item)
+                found.append(item)
+        return found
+
+    @staticmethod
+    def _distrust(cell: NotebookNode, evidence: list[dict[str, str]]) -> None:
+        """Score the test 0 (nbgrader scores any error output 0) and say why."""
+        why = "; ".join(f"{e['flag']} ({e['cell']}): {e['detail']}" for e in evidence)
+        cell.outputs.insert(
+            0,
+            _error_output(
+                "IntegrityError",
+                f"This test passed, but the grader does not trust the result: {why}",
+            ),
+        )
+
+    def _not_run(self, nb: NotebookNode, start: int, why: str) -> None:
+        for cell in nb.cells[start:]:
+            if cell.cell_type == "code" and is_grade(cell):
+                cell.outputs = [_error_output("NotRun", f"This test was not run: {why}.")]
+
+    # -- output size ---------------------------------------------------------------------------
+
+    def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
+        """Keep at most max_output_bytes of output; errors and stderr always get through."""
+        size = len(json.dumps(msg.get("content", {}), default=str))
+        self._output_bytes = getattr(self, "_output_bytes", 0) + size
+        keep = msg["msg_type"] == "error" or (
+            msg["msg_type"] == "stream" and msg["content"].get("name") == "stderr"
+        )
+        if self._output_bytes > self.max_output_bytes and not keep:
+            if not getattr(self, "_told_truncated", False):
+                self._told_truncated = True
+                outs.append(
+                    NotebookNode(
+                        output_type="stream",
+                        name="stdout",
+                        text=f"[output past {self.max_output_bytes:,} bytes was dropped by the grader]\n",
+                    )
+                )
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+    # -- records -------------------------------------------------------------------------------
+
+    def _save(self, run: NotebookRun, resources: Any) -> None:
+        resources = resources if resources is not None else {}
+        resources["autograder"] = run.to_json()
+        folder = (
+            Path(self.evidence_dir) if self.evidence_dir else self._default_evidence_dir(resources)
+        )
+        if folder is None:
+            return
+        path = folder / run.student / f"{run.notebook}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run.to_json(), indent=1))
+
+    def _default_evidence_dir(self, resources: Any) -> Path | None:
+        coursedir = find_coursedir(self)
+        return Path(coursedir.root) / "grading-report" / "runs" if coursedir else None
+
+
+def find_coursedir(configurable: Any) -> Any:
+    """nbgrader's CourseDirectory, from a preprocessor (its parent is the exporter,
+    whose parent is the converter that holds the course directory)."""
+    node = configurable
+    while node is not None:
+        if getattr(node, "coursedir", None) is not None:
+            return node.coursedir
+        node = getattr(node, "parent", None)
+    return None
+
+
+def scores_after_evidence(nb: NotebookNode) -> dict[str, float]:
+    """Score of every graded cell, as nbgrader will record it (for tests and reports)."""
+    return {_grade_id(cell): determine_grade(cell)[0] for cell in nb.cells if is_grade(cell)}
