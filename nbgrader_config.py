@@ -61,6 +61,10 @@ c.OverwriteCells.add_missing_cells = True
 # unprivileged user with no network and cannot see the instructor's files.
 c.ProtectedExecute.timeout = 60  # seconds per cell
 c.ProtectedExecute.notebook_timeout = 600  # seconds per notebook
-c.ProtectedExecute.extra_arguments = ["--HistoryManager.hist_file=:memory:"]
+# Not the notebook's folder on sys.path: a submitted autograder/ folder must not shadow the package.
+c.ProtectedExecute.extra_arguments = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.ignore_cwd=True",
+]
 c.SandboxedKernelManager.memory_bytes = 3 * 2**30
 c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)

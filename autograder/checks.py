@@ -29,6 +29,7 @@ from .memory import (
     measure,
     measure_call,
     numpy_bytes,
+    python_bytes,
     require_tracing,
     start_tracing,
 )
@@ -57,6 +58,7 @@ class _Tracked:
     ref: weakref.ref
     nbytes: int
     numpy_bytes_when_tracked: int
+    python_bytes_when_tracked: int  # outside NumPy: a copy kept as bytes or a list shows here
 
 
 _tracked: dict[str, _Tracked] = {}
@@ -75,7 +77,9 @@ def track(array: np.ndarray, label: str) -> None:
     require_tracing()
     _require_array(array, f"The value tracked as {label!r}")
     owner = buffer_owner(array)
-    _tracked[label] = _Tracked(label, weakref.ref(owner), owner.nbytes, numpy_bytes())
+    _tracked[label] = _Tracked(
+        label, weakref.ref(owner), owner.nbytes, numpy_bytes(), python_bytes()
+    )
 
 
 def _lookup(label: str) -> _Tracked:
@@ -138,6 +142,14 @@ def assert_freed(label: str, *, keep_bytes: int = 0, expected_nbytes: int | None
             f"{describe_bytes(max(dropped, 0))} since it was tracked, not by "
             f"{describe_bytes(expected)}. Something still holds a copy of that size "
             "(`.copy()`, `np.array(...)`, the result of arithmetic on it): delete it too."
+        )
+    grown_outside = python_bytes() - tracked.python_bytes_when_tracked
+    if grown_outside > expected // 2:
+        raise AssertionError(
+            f"The array {label!r} is gone, but since it was tracked the notebook's own "
+            f"memory outside NumPy grew by {describe_bytes(grown_outside)}: a copy of its "
+            "data is still held as Python objects (`.tobytes()`, `.tolist()`, `bytearray(...)`). "
+            "Delete that too."
         )
 
 

@@ -17,7 +17,12 @@ def _course_root(args: argparse.Namespace) -> Path:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(_course_root(args), examples_dir=args.examples, workspace=args.workspace)
+    return run_demo(
+        _course_root(args),
+        examples_dir=args.examples,
+        workspace=args.workspace,
+        workers=args.workers,
+    )
 
 
 def _release(args: argparse.Namespace) -> int:

@@ -1,8 +1,10 @@
 """The main job: release the assignment, then grade the bundled example submissions.
 
 Each example student is named by the outcome it should have (``passes-all``,
-``fails-ex2-view-keeps-base``, ...) and carries golden scores; the job prints a
-score table per student and exercise, and says whether every golden score held.
+``fails-ex2-view-keeps-base``, ``cheat-rebinds-checks``, ``ungradable-empty-file``,
+...) and carries golden scores, status and flags. The job grades them all with
+``autograder grade`` in a workspace of its own, prints a table per student and
+exercise, and says whether every golden result held.
 """
 
 from __future__ import annotations
@@ -10,27 +12,51 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .course import Course
 from .examples import Example, load_examples, write_submission
+from .grade import grade
 from .gradebook import CellScore, cell_scores, exercise_totals
 from .release import release
 from .table import format_table, points
+
+EXAMPLE_FOLDERS = ("submissions", "hostile", "broken")
 
 
 @dataclass(frozen=True)
 class GradedExample:
     example: Example
     scores: list[CellScore]
+    report: dict[str, Any] | None = (
+        None  # autograder grade's report for the student, if graded by it
+    )
 
     @property
     def submitted_scores(self) -> list[CellScore]:
-        """Scores of the notebooks the example submitted (nbgrader scores the others 0)."""
+        """Scores of the notebooks the example submitted (the others score 0)."""
         wanted = self.example.notebooks
         return [cell for cell in self.scores if not wanted or cell.notebook in wanted]
 
+    @property
+    def graded_notebooks(self) -> list[dict[str, Any]]:
+        """The report's notebooks that have graded cells (the lesson has none)."""
+        return [n for n in (self.report or {}).get("notebooks", []) if n["cells"]]
+
+    @property
+    def status(self) -> str:
+        """The statuses of what was submitted (a notebook left out on purpose is not news)."""
+        statuses = sorted(
+            {n["status"] for n in self.graded_notebooks if n["reason"] != "not submitted"}
+        )
+        return ", ".join(statuses) or "ungradable"
+
+    @property
+    def flags(self) -> list[str]:
+        return sorted({flag for n in self.graded_notebooks for flag in n["flags"]})
+
     def mismatches(self) -> list[str]:
-        """Cells whose score differs from the example's golden score."""
+        """Where the result differs from the example's golden scores, status and flags."""
         wrong = []
         for cell in self.submitted_scores:
             expected = self.example.expected_score(cell.cell, cell.max_score)
@@ -40,16 +66,45 @@ class GradedExample:
                 )
         if not self.scores:
             wrong.append("no grades recorded")
+        if self.report is not None:
+            statuses = {n["status"] for n in self.graded_notebooks}
+            if self.example.status not in statuses:
+                wrong.append(f"status {sorted(statuses)}, expected {self.example.status!r}")
+            missing = set(self.example.flags) - set(self.flags)
+            if missing or (self.flags and not self.example.flags):
+                wrong.append(f"flags {self.flags}, expected {list(self.example.flags)}")
         return wrong
 
 
-def grade_examples(course: Course, examples: list[Example]) -> list[GradedExample]:
-    """Submit every example into ``course``'s workspace and grade them with ``nbgrader autograde``."""
+def grade_with_nbgrader(course: Course, examples: list[Example]) -> list[GradedExample]:
+    """Submit every example and grade them with plain ``nbgrader autograde``."""
     for example in examples:
         write_submission(example, course)
     course.run_nbgrader("autograde", course.assignment, "--force")
     return [
         GradedExample(example, cell_scores(course.db_url, course.assignment, example.name))
+        for example in examples
+    ]
+
+
+def grade_with_autograder(
+    course: Course, examples: list[Example], **options: Any
+) -> list[GradedExample]:
+    """Submit every example and grade them with ``autograder grade``."""
+    for example in examples:
+        write_submission(example, course)
+    run = grade(course, force=True, **options)
+    reports = {student["student"]: student for student in run.students}
+    return [
+        GradedExample(
+            example,
+            [
+                CellScore(notebook["notebook"], cell["grade_id"], cell["score"], cell["max_score"])
+                for notebook in reports[example.name]["notebooks"]
+                for cell in notebook["cells"]
+            ],
+            reports[example.name],
+        )
         for example in examples
     ]
 
@@ -60,6 +115,7 @@ def score_table(graded: list[GradedExample]) -> str:
         for name in exercise_totals(result.scores):  # every exercise, submitted or not
             if name not in exercises:
                 exercises.append(name)
+    with_status = any(result.report is not None for result in graded)
     rows = []
     for result in graded:
         totals = exercise_totals(result.submitted_scores)
@@ -70,31 +126,52 @@ def score_table(graded: list[GradedExample]) -> str:
                 result.example.name,
                 *(points(totals[name][0]) if name in totals else "-" for name in exercises),
                 f"{points(got)}/{points(out_of)}",
+                *([result.status, " ".join(result.flags) or "-"] if with_status else []),
                 "ok" if not result.mismatches() else "MISMATCH",
             ]
         )
-    return format_table(["student", *exercises, "total", "golden"], rows)
+    header = [
+        "student",
+        *exercises,
+        "total",
+        *(["status", "flags"] if with_status else []),
+        "golden",
+    ]
+    return format_table(header, rows)
 
 
-def run_demo(root: Path, *, examples_dir: Path | None = None, workspace: Path | None = None) -> int:
-    """Release, grade the examples in a fresh workspace, print the table. 0 when all golden scores hold."""
-    examples_dir = examples_dir or root / "tests" / "submissions"
-    workspace = workspace or root / "grading-demo"
+def run_demo(
+    root: Path,
+    *,
+    examples_dir: Path | None = None,
+    workspace: Path | None = None,
+    workers: int | None = None,
+) -> int:
+    """Release, grade the examples in a fresh workspace, print the table. 0 when every golden result holds."""
+    folders = (
+        [examples_dir] if examples_dir else [root / "tests" / name for name in EXAMPLE_FOLDERS]
+    )
+    workspace = (workspace or root / "grading-demo").resolve()
     shutil.rmtree(workspace, ignore_errors=True)  # the demo's own folder: always start clean
     workspace.mkdir(parents=True)
     course = Course(root, workspace=workspace)
 
     released = release(course)
     print(f"Released {len(released)} notebooks into {course.release.relative_to(root)}/")
-    examples = load_examples(examples_dir)
-    print(f"Grading {len(examples)} example submissions from {examples_dir} ...", flush=True)
-    graded = grade_examples(course, examples)
+    examples = [example for folder in folders for example in load_examples(folder)]
+    print(
+        f"Grading {len(examples)} example submissions from {', '.join(str(f.relative_to(root)) for f in folders)} ...",
+        flush=True,
+    )
+    graded = grade_with_autograder(
+        course, examples, workers=workers, report_dir=workspace / "report"
+    )
     print()
     print(score_table(graded))
     problems = [
         (result.example.name, result.mismatches()) for result in graded if result.mismatches()
     ]
     for name, wrong in problems:
-        print(f"\n{name} does not match its golden scores:\n  " + "\n  ".join(wrong))
-    print(f"\nGradebook: {course.gradebook}")
+        print(f"\n{name} does not match its golden result:\n  " + "\n  ".join(wrong))
+    print(f"\nGradebook: {course.gradebook}\nReport: {workspace / 'report' / 'report.json'}")
     return 1 if problems else 0

@@ -24,6 +24,9 @@ A hostile example adds the status and integrity flags it must get::
     status = "flagged"
     flags = ["monkeypatch"]
 
+Tampering with locked cells goes in ``[locked_cells]`` (grade_id = source) and
+``deleted_cells = [grade_id, ...]``.
+
 A broken one adds files written as they are (a corrupt notebook, a stray
 script), and the status and reason those files must get::
 
@@ -58,6 +61,10 @@ class Example:
     notebooks: tuple[str, ...] = ()  # notebook names to submit; () submits them all
     cells: dict[str, str] = field(default_factory=dict)  # grade_id -> the student's cell source
     expected: dict[str, float] = field(default_factory=dict)  # grade_id (or "*") -> score
+    locked_cells: dict[str, str] = field(
+        default_factory=dict
+    )  # grade_id -> a tampered locked/test cell
+    deleted_cells: tuple[str, ...] = ()  # grade_ids removed from the submitted notebook
     files: dict[str, str] = field(default_factory=dict)  # extra files, written as they are
     status: str = "graded"  # the grading status it must get (see autograder.execute.STATUSES)
     reason: str = ""  # words the status's reason must contain
@@ -81,6 +88,8 @@ def load_examples(folder: Path) -> list[Example]:
                 notebooks=tuple(spec.get("notebooks", ())),
                 cells={key: value.strip("\n") for key, value in spec.get("cells", {}).items()},
                 expected={key: float(value) for key, value in spec.get("expected", {}).items()},
+                locked_cells={k: v.strip("\n") for k, v in spec.get("locked_cells", {}).items()},
+                deleted_cells=tuple(spec.get("deleted_cells", ())),
                 files=dict(spec.get("files", {})),
                 status=spec.get("outcome", {}).get("status", "graded"),
                 reason=spec.get("outcome", {}).get("reason", ""),
@@ -95,16 +104,22 @@ def write_submission(example: Example, course: Course) -> Path:
     base = {"source": course.source, "release": course.release}[example.base]
     target = course.submitted / example.name / course.assignment
     target.mkdir(parents=True, exist_ok=True)
-    unused = set(example.cells)
+    edits = {**example.cells, **example.locked_cells}
+    unused = set(edits) | set(example.deleted_cells)
     for path in sorted(base.glob("*.ipynb")):
         if example.notebooks and path.stem not in example.notebooks:
             continue
         notebook = nbformat.read(path, as_version=4)
+        kept = []
         for cell in notebook.cells:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            if grade_id in example.cells:
-                cell.source = example.cells[grade_id]
-                unused.discard(grade_id)
+            unused.discard(grade_id)
+            if grade_id in example.deleted_cells:
+                continue
+            if grade_id in edits:
+                cell.source = edits[grade_id]
+            kept.append(cell)
+        notebook.cells = kept
         nbformat.write(notebook, target / path.name)
     for name, text in example.files.items():
         (target / name).write_text(text)

@@ -56,6 +56,38 @@ def numpy_bytes() -> int:
     return sum(trace.size for trace in snapshot.traces)
 
 
+# Allocations by the kernel's own machinery (tracebacks, history, messaging), not by the student.
+_STUDENT_CODE_ONLY = (
+    tracemalloc.DomainFilter(inclusive=False, domain=NUMPY_DOMAIN),
+    *(
+        tracemalloc.Filter(inclusive=False, filename_pattern=pattern)
+        for pattern in (
+            "*/site-packages/*",
+            "<frozen *>",
+            "*/asyncio/*",
+            "*/linecache.py",
+            "*/tokenize.py",
+            "*/traceback.py",
+            "*/inspect.py",
+            "*/tracemalloc.py",
+            "*/threading.py",
+            "*/selectors.py",
+            "*/logging/*",
+            "*/json/*",
+            "*/re/*",
+        )
+    ),
+)
+
+
+def python_bytes() -> int:
+    """Bytes allocated outside NumPy by the notebook's own code (lists, bytes, ...),
+    leaving out the kernel's and libraries' own allocations, which drift by megabytes."""
+    require_tracing()
+    snapshot = tracemalloc.take_snapshot().filter_traces(_STUDENT_CODE_ONLY)
+    return sum(trace.size for trace in snapshot.traces)
+
+
 def rss_bytes() -> int:
     """The process's resident set size: coarse, and it may not drop after a free."""
     return _PROCESS.memory_info().rss

@@ -184,3 +184,14 @@ def test_in_place():
     array = np.random.default_rng(1).random(1_000_000)
     with pytest.raises(AssertionError, match="allocated"):
         checks.assert_in_place(rebinds, array)
+
+
+def test_a_copy_kept_outside_numpy_fails_on_the_total_drop():
+    grid = np.ones((1000, 1000))
+    checks.track(grid, "grid")
+    backup = bytearray(grid.tobytes())
+    del grid
+    with pytest.raises(AssertionError, match=r"held as Python objects \(`\.tobytes\(\)`"):
+        checks.assert_freed("grid", expected_nbytes=8_000_000)
+    del backup
+    checks.assert_freed("grid", expected_nbytes=8_000_000)

@@ -3,7 +3,7 @@
 import pytest
 
 from autograder.course import Course
-from autograder.demo import grade_examples, score_table
+from autograder.demo import grade_with_nbgrader, score_table
 from autograder.examples import load_examples
 from autograder.release import release
 
@@ -17,7 +17,7 @@ def graded(tmp_path_factory):
     root = copy_course(tmp_path_factory.mktemp("course"))
     course = Course(root)
     release(course)
-    results = grade_examples(course, load_examples(REPO / "tests" / "submissions"))
+    results = grade_with_nbgrader(course, load_examples(REPO / "tests" / "submissions"))
     print(score_table(results))
     return {result.example.name: result for result in results}
 
