@@ -553,7 +553,7 @@ def test_inspection_sees_edits_deletions_moves_metadata_and_kernel() -> None:
     by_id["ex2_freed_test"].metadata["nbgrader"]["points"] = 20
     by_id["ex6_rescale"].metadata["nbgrader"]["solution"] = False
     nb.cells.remove(by_id["ex7_freed_test"])
-    display = nb.cells.pop(nb.cells.index(by_id["ex3_display"]))
+    display = nb.cells.pop(nb.cells.index(by_id["ex3_data"]))
     nb.cells.insert(nb.cells.index(by_id["ex3_free"]) + 1, display)
     nb.cells.append(
         nbformat.v4.new_code_cell(
@@ -571,7 +571,7 @@ def test_inspection_sees_edits_deletions_moves_metadata_and_kernel() -> None:
         ("changed-metadata", "ex2_freed_test"),
         ("changed-metadata", "ex6_rescale"),
         ("deleted-graded-cell", "ex7_freed_test"),
-        ("moved-cell", "ex3_display"),
+        ("moved-cell", "ex3_data"),
         ("duplicated-cell", "ex1_free"),
         ("changed-kernelspec", "notebook"),
     }

@@ -207,8 +207,12 @@ def our_flags(report_dir: Path) -> list[str]:
             if notebook["status"] in BROKEN_STATUSES:
                 broken.append(f"{where}: {notebook['status']}: {notebook['reason']}")
             elif notebook["flags"]:
-                details = "; ".join(e.get("detail", "")[:160] for e in notebook["evidence"])
-                flagged.append(f"{where}: {', '.join(notebook['flags'])} ({details})")
+                details = list(dict.fromkeys(e.get("detail", "") for e in notebook["evidence"]))
+                more = f" (+{len(details) - 1} other details)" if len(details) > 1 else ""
+                flagged.append(
+                    f"{where}: {', '.join(notebook['flags'])}, {len(notebook['evidence'])} "
+                    f"pieces of evidence: {details[0][:300]}{more}"
+                )
     if broken:
         raise BenchmarkError("autograder grade could not grade:\n  " + "\n  ".join(broken))
     return flagged
@@ -242,26 +246,45 @@ def max_scores() -> dict[str, float]:
     return points
 
 
+def cell_list(keys: list[str], limit: int = 6) -> str:
+    """'notebook/grade_id' keys as a short list of grade ids."""
+    names = [key.split("/", 1)[1] for key in keys]
+    more = f", +{len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def golden_misses(scores: Scores, students: list[tuple[str, Example]]) -> list[str]:
-    """Cells whose score differs from the example's golden score."""
+    """Per student, the cells whose score differs from the example's golden score."""
     examples, maxima = dict(students), max_scores()
     misses = []
     for student, cells in scores.items():
+        wrong = []
         for key, score in cells.items():
             expected = examples[student].expected_score(key.split("/", 1)[1], maxima[key])
             if score != expected:
-                misses.append(f"{student} {key}: {score:g} (golden {expected:g})")
+                wrong.append(f"{key.split('/', 1)[1]} {score:g} (golden {expected:g})")
+        if wrong:
+            misses.append(
+                f"{student}: " + ", ".join(wrong[:6]) + (", ..." if len(wrong) > 6 else "")
+            )
     return misses
 
 
-def disagreements(ours: Scores, stock: Scores) -> list[str]:
-    found = []
+def disagreements(ours: Scores, stock: Scores) -> tuple[int, list[str]]:
+    """(cells scored differently, one line per student that has any)."""
+    count, lines = 0, []
     for student in sorted(set(ours) | set(stock)):
         a, b = ours.get(student, {}), stock.get(student, {})
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                found.append(f"{student} {key}: autograder {a.get(key)}, stock {b.get(key)}")
-    return found
+        keys = [key for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+        if keys:
+            count += len(keys)
+            mine = sum(a.get(key) or 0 for key in keys)
+            theirs = sum(b.get(key) or 0 for key in keys)
+            lines.append(
+                f"{student}: {len(keys)} cells, autograder {mine:g} vs stock {theirs:g} points "
+                f"on them ({cell_list(keys)})"
+            )
+    return count, lines
 
 
 # -- 1. throughput ------------------------------------------------------------------------------
@@ -276,7 +299,8 @@ class Comparison:
     ours: list[CpuWatch] = field(default_factory=list)
     stock: list[CpuWatch] = field(default_factory=list)
     cells_compared: int = 0
-    disagreements: list[str] = field(default_factory=list)
+    disagreeing_cells: int = 0
+    disagreements: list[str] = field(default_factory=list)  # one line per student
     golden_misses: dict[str, list[str]] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
 
@@ -307,7 +331,7 @@ def compare_throughput(
     ours = read_scores(courses["ours"], ids, graded)
     stock = read_scores(courses["stock"], ids, graded)
     result.cells_compared = sum(len(cells) for cells in stock.values())
-    result.disagreements = disagreements(ours, stock)
+    result.disagreeing_cells, result.disagreements = disagreements(ours, stock)
     result.golden_misses = {
         "autograder": golden_misses(ours, students),
         "stock": golden_misses(stock, students),
@@ -356,7 +380,7 @@ def protected_times(course: Course, notebook: str, runs: int) -> tuple[list[floa
                 f"{entry['status']} ({entry['reason']}), flags {entry['flags']}, "
                 f"{entry['score']}/{entry['max_score']}\n{entry['log']}"
             )
-    return [float(entry_seconds(report_dir, s, notebook)) for s in students], wall
+    return [entry_seconds(report_dir, s, notebook) for s in students], wall
 
 
 def entry_seconds(report_dir: Path, student: str, notebook: str) -> float:
@@ -510,20 +534,29 @@ def overhead_table(results: list[Overhead]) -> str:
     return markdown_table(headers, rows)
 
 
+def listed(items: list[str], prefix: str, limit: int = 25) -> list[str]:
+    """Markdown sub-items, at most ``limit`` of them."""
+    lines = [f"  - {prefix}{item}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  - ... and {len(items) - limit} more")
+    return lines
+
+
 def agreement_lines(comparisons: list[Comparison]) -> list[str]:
     lines = []
     for comparison in comparisons:
         golden = ", ".join(f"{k} {len(v)}" for k, v in comparison.golden_misses.items())
         lines.append(
             f"- {comparison.label}: {comparison.students} students, {comparison.cells_compared} "
-            f"graded cells compared: **{len(comparison.disagreements)} disagreements** between "
-            f"the two graders (cells off their example's golden score: {golden}); "
-            f"flagged by `autograder grade`: {len(comparison.flagged)}"
+            f"graded cells compared: **{comparison.disagreeing_cells} cells scored differently** "
+            f"by the two graders ({len(comparison.disagreements)} students); students off their "
+            f"example's golden scores: {golden}; notebooks flagged by `autograder grade`: "
+            f"{len(comparison.flagged)}"
         )
-        lines += [f"  - disagreement: {item}" for item in comparison.disagreements]
+        lines += listed(comparison.disagreements, "differ: ")
         for grader, misses in comparison.golden_misses.items():
-            lines += [f"  - {grader} off golden: {item}" for item in misses]
-        lines += [f"  - flagged: {item}" for item in comparison.flagged]
+            lines += listed(misses, f"{grader} off golden: ")
+        lines += listed(comparison.flagged, "flagged: ")
     return lines
 
 
