@@ -97,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="release the assignment and grade the bundled example submissions (the default)",
     )
     demo.add_argument(
-        "--examples", type=Path, help="folder of example *.toml (default: tests/submissions)"
+        "--examples",
+        type=Path,
+        help="one folder of example *.toml (default: tests/submissions, tests/hostile, tests/broken)",
+    )
+    demo.add_argument(
+        "--workers", type=_positive, help="parallel workers (default: the machine's cores)"
     )
     demo.add_argument(
         "--workspace",

@@ -163,8 +163,9 @@ def run_demo(
         f"Grading {len(examples)} example submissions from {', '.join(str(f.relative_to(root)) for f in folders)} ...",
         flush=True,
     )
+    # Every example's cells finish in a second or two: 10 s a cell keeps the one that hangs short.
     graded = grade_with_autograder(
-        course, examples, workers=workers, report_dir=workspace / "report"
+        course, examples, workers=workers, report_dir=workspace / "report", cell_timeout=10
     )
     print()
     print(score_table(graded))

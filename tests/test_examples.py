@@ -45,3 +45,19 @@ def test_an_edit_of_a_missing_cell_is_an_error(tmp_path):
     (example,) = load_examples(tmp_path)
     with pytest.raises(ValueError, match="no_such_cell"):
         write_submission(example, Course(REPO, workspace=tmp_path / "ws"))
+
+
+def test_cli_rejects_a_wrong_flag_with_a_message(capsys):
+    from autograder.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "must be a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_cli_demo_accepts_its_options():
+    from autograder.cli import build_parser
+
+    args = build_parser().parse_args(["demo", "--workers", "2", "--workspace", "w"])
+    assert (args.workers, str(args.workspace), args.run.__name__) == (2, "w", "_demo")
