@@ -319,7 +319,14 @@ class ProtectedExecute(Execute):
             nbytes = int(size.replace("_", ""))
             tracked_at = [i for i in range(index) if label in _TRACK.findall(nb.cells[i].source)]
             before = run.cells[tracked_at[-1]].rss_bytes if tracked_at else None
-            after = run.cells[index].rss_bytes
+            # The lowest reading since: a failed test in between formats a traceback, and that
+            # one-off cost (megabytes) must not hide the drop the student's freeing cell made.
+            since = (
+                [c.rss_bytes for c in run.cells[tracked_at[-1] + 1 : index + 1] if c.rss_bytes]
+                if tracked_at
+                else []
+            )
+            after = min(since) if since else None
             if before is None or after is None:
                 continue
             if before - after < self.rss_drop_fraction * nbytes:

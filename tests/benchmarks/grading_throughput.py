@@ -24,7 +24,8 @@ What it measures, on submissions built from the example TOMLs in ``tests/submiss
    solution) against executing the same instructor notebook bare with nbclient (fresh
    kernel each run, no sandbox, no probes, no nbgrader), median of ``--overhead-runs``.
 
-Run it from the repository root (about 8 minutes with the defaults on 2 cores):
+Run it from the repository root on an idle machine (about 10 minutes with the defaults on
+2 cores; the report's *other load* column shows how much CPU other processes took meanwhile):
 
     .venv/bin/python tests/benchmarks/grading_throughput.py [--submissions 24] [--workers 2]
         [--repeat 1] [--overhead-runs 5] [--keep]
