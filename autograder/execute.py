@@ -36,7 +36,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from nbgrader.utils import determine_grade, is_grade
+from nbgrader.utils import is_grade
 from traitlets import Bool, Float, Integer, Unicode
 
 from . import integrity
@@ -157,7 +157,8 @@ class ProtectedExecute(Execute):
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
-        self._output_bytes = 0
+        self._output_bytes = 0  # output seen so far in this notebook
+        self._told_truncated = False
         info = (resources or {}).get("nbgrader", {})
         run = NotebookRun(student=info.get("student", "?"), notebook=info.get("notebook", "?"))
         run.cells = [CellRecord(index, _grade_id(cell)) for index, cell in enumerate(nb.cells)]
@@ -365,12 +366,12 @@ class ProtectedExecute(Execute):
     def output(self, outs: list, msg: dict, display_id: str | None, cell_index: int) -> Any:
         """Keep at most max_output_bytes of output; errors and stderr always get through."""
         size = len(json.dumps(msg.get("content", {}), default=str))
-        self._output_bytes = getattr(self, "_output_bytes", 0) + size
+        self._output_bytes += size
         keep = msg["msg_type"] == "error" or (
             msg["msg_type"] == "stream" and msg["content"].get("name") == "stderr"
         )
         if self._output_bytes > self.max_output_bytes and not keep:
-            if not getattr(self, "_told_truncated", False):
+            if not self._told_truncated:
                 self._told_truncated = True
                 outs.append(
                     NotebookNode(
@@ -410,8 +411,3 @@ def find_coursedir(configurable: Any) -> Any:
             return node.coursedir
         node = getattr(node, "parent", None)
     return None
-
-
-def scores_after_evidence(nb: NotebookNode) -> dict[str, float]:
-    """Score of every graded cell, as nbgrader will record it (for tests and reports)."""
-    return {_grade_id(cell): determine_grade(cell)[0] for cell in nb.cells if is_grade(cell)}

@@ -33,8 +33,10 @@ import nbformat
 from nbgrader.api import Gradebook, MissingEntry
 
 from .course import Course, hidden_from_students, tool_environment
+from .execute import STATUSES
 from .gradebook import cell_scores
 from .submissions import StagedSubmission, stage
+from .table import format_table, points
 
 REPORT_VERSION = 1
 _LOCK_RETRIES = 4
@@ -410,14 +412,10 @@ def _write_reports(run: GradingRun, course: Course, workers: int) -> None:
 
 
 def _status_rank(status: str) -> int:
-    from .execute import STATUSES
-
     return STATUSES.index(status) if status in STATUSES else 0
 
 
 def summary_table(run: GradingRun) -> str:
-    from .table import format_table, points
-
     rows = []
     for student in run.students:
         statuses = sorted({n["status"] for n in student["notebooks"]}, key=_status_rank)
