@@ -37,7 +37,7 @@ from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
-from traitlets import Bool, Float, Integer, Unicode
+from traitlets import Bool, Enum, Float, Integer, Unicode
 
 from . import integrity
 from .sandbox import SandboxedKernelManager  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
@@ -141,6 +141,14 @@ class ProtectedExecute(Execute):
         "",
         help="Where each run's JSON record goes (<dir>/<student>/<notebook>.json); "
         "default: grading-report/runs under the course root.",
+    ).tag(config=True)
+    # nbclient's default ("graceful") asks the kernel to exit and polls for up to a second:
+    # ~0.4 s of idle core per notebook. Nothing in a finished student kernel is worth an
+    # orderly exit (every output is in; the sandbox kills whatever it started anyway).
+    shutdown_kernel = Enum(
+        ["graceful", "immediate"],
+        default_value="immediate",
+        help="How the kernel is stopped after the notebook: 'immediate' kills it.",
     ).tag(config=True)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

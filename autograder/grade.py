@@ -35,6 +35,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from .course import Course, hidden_from_students, tool_environment
 from .execute import STATUSES
 from .gradebook import cell_scores
+from .plots import plot_memory
 from .submissions import StagedSubmission, stage
 from .table import format_table, points
 
@@ -319,6 +320,7 @@ def grade(
                 {"success": True, "log": ""},
                 run,
                 bar,
+                plots,
             )
     # spawn: workers start clean (no inherited event loops or sockets), once each.
     with ProcessPoolExecutor(
@@ -337,19 +339,13 @@ def grade(
                 outcome = future.result()
             except Exception as error:  # a worker that crashed: this student only
                 outcome = {"success": False, "log": f"{type(error).__name__}: {error}"}
-            _finish(course, report_dir, staged[student], notebooks, outcome, run, bar)
+            _finish(course, report_dir, staged[student], notebooks, outcome, run, bar, plots)
     if bar is not None:
         bar.close()
 
     run.students.sort(key=lambda s: s["student"])
     run.seconds = round(time.monotonic() - started, 2)
     _write_reports(run, course, workers)
-    if plots:
-        from .plots import plot_memory
-
-        for student in run.students:
-            if student["student"] not in run.skipped:
-                plot_memory(student, report_dir / "memory")
     return run
 
 
@@ -381,10 +377,13 @@ def _finish(
     outcome: dict[str, Any],
     run: GradingRun,
     bar: Any,
+    plots: bool,
 ) -> None:
     report = _student_report(course, report_dir, staged, notebooks, outcome)
     (report_dir / "students" / f"{staged.student}.json").write_text(json.dumps(report, indent=1))
     run.students.append(report)
+    if plots:  # here, while the workers grade, rather than all at the end
+        plot_memory(report, report_dir / "memory")
     if bar is not None:
         bar.update(1)
 

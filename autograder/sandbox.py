@@ -77,14 +77,17 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import psutil
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
-from traitlets import Bool, Instance, Integer, List, Unicode, default
+from traitlets import Bool, DottedObjectName, Instance, Integer, List, Type, Unicode, default
 
 __all__ = [
     "Limits",
+    "PromptKernelClient",
     "Sandbox",
     "SandboxUnavailable",
     "SandboxedKernelManager",
@@ -860,6 +863,44 @@ def _check_chownable(cwd: str, protected: Iterable[str]) -> None:
 
 
 # ----------------------------------------------------------------- kernel manager
+class PromptKernelClient(AsyncKernelClient):
+    """An AsyncKernelClient that is ready as soon as the kernel has answered on both channels.
+
+    jupyter_client's ``wait_for_ready`` ends by listening to IOPub until it has been silent
+    for 0.2 s, an idle core on every kernel start. The proof it wants (IOPub is subscribed)
+    is the kernel's status message for our own ``kernel_info`` request; whatever else is
+    left on IOPub is harmless, since nbclient and the probes read only their own replies.
+    """
+
+    async def _prompt_wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        while True:
+            msg_id = self.kernel_info()
+            reply = await self._reply_to(msg_id, "shell", 1.0)
+            if reply is not None and await self._reply_to(msg_id, "iopub", 0.2) is not None:
+                self._handle_kernel_info_reply(reply)
+                return
+            if not await self._async_is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    wait_for_ready = _prompt_wait_for_ready
+
+    async def _reply_to(self, msg_id: str, channel: str, timeout: float) -> dict[str, Any] | None:
+        """The first message on ``channel`` answering ``msg_id``, or None after ``timeout``."""
+        queue = self.shell_channel if channel == "shell" else self.iopub_channel
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                message = await queue.get_msg(timeout=left)
+            except Empty:
+                return None
+            if message.get("parent_header", {}).get("msg_id") == msg_id:
+                return message
+        return None
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """An AsyncKernelManager whose kernels run in a :class:`Sandbox`.
 
@@ -893,6 +934,8 @@ class SandboxedKernelManager(AsyncKernelManager):
     )
     slot = Integer(None, allow_none=True, config=True, help="Fixed slot (default: first free).")
     sandbox = Instance(Sandbox, allow_none=False)
+    client_class = DottedObjectName("autograder.sandbox.PromptKernelClient", config=True)
+    client_factory = Type(PromptKernelClient, klass=AsyncKernelClient, config=True)
 
     @default("sandbox")
     def _sandbox_default(self) -> Sandbox:
@@ -1008,6 +1051,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_post_start_kernel(**kw)
 
     post_start_kernel = _async_post_start_kernel
+
+    async def _async_wait(self, pollinterval: float = 0.01) -> None:
+        # jupyter_client checks a dying kernel every 0.1 s; a killed one is gone in milliseconds.
+        await super()._async_wait(pollinterval=min(pollinterval, 0.01))
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
         try:

@@ -22,11 +22,13 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from jupyter_client.asynchronous import AsyncKernelClient
 from nbclient import NotebookClient
 from traitlets.config import Config
 
 from autograder.sandbox import (
     Limits,
+    PromptKernelClient,
     Sandbox,
     SandboxedKernelManager,
     acquire_slot,
@@ -383,6 +385,80 @@ def test_a_notebook_runs_through_nbclient_with_this_kernel_manager(tmp_path):
     uid, threads = nb.cells[2].outputs[0]["text"].split()
     assert threads == "1"
     assert (uid != "0") if ROOT else (uid == str(os.getuid()))
+
+
+def test_the_client_is_ready_at_once_and_misses_no_output(tmp_path):
+    """Ready as soon as IOPub carries our own request's status: the first cell's output
+    arrives in full, kernel after kernel (a lost subscription would lose it)."""
+
+    async def scenario() -> list[str]:
+        seen = []
+        for number in range(3):
+            km, kc = await start(tmp_path, Sandbox())
+            try:
+                assert isinstance(kc, PromptKernelClient)
+                seen.append((await run_cell(kc, f"print('kernel {number}')", timeout=10)).stdout)
+            finally:
+                await stop(km, kc)
+        return seen
+
+    assert asyncio.run(scenario()) == [f"kernel {n}\n" for n in range(3)]
+
+
+CHATTER = (
+    "import sys, threading, time\n"
+    "def chatter():\n"
+    "    while True:\n"
+    "        print('.', end=''); sys.stdout.flush(); time.sleep(0.05)\n"
+    "threading.Thread(target=chatter, daemon=True).start()"
+)
+
+
+def test_a_kernel_that_never_falls_silent_does_not_stall_a_new_client(tmp_path):
+    """jupyter_client's own client waits for 0.2 s of silence on IOPub, which a kernel
+    printing from a thread never gives it; ours is ready all the same."""
+
+    async def ready(km, client_class) -> bool:
+        kc = client_class(parent=km, **km.get_connection_info(session=True))
+        kc.start_channels()
+        try:
+            await asyncio.wait_for(kc.wait_for_ready(timeout=20), timeout=3)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            kc.stop_channels()
+
+    async def scenario() -> tuple[bool, bool]:
+        km, kc = await start(tmp_path, Sandbox())
+        try:
+            assert (await run_cell(kc, CHATTER)).error is None
+            return await ready(km, PromptKernelClient), await ready(km, AsyncKernelClient)
+        finally:
+            await stop(km, kc)
+
+    ours, stock = asyncio.run(scenario())
+    assert ours
+    assert not stock  # the control: the stock client is still waiting for silence
+
+
+def test_waiting_for_a_dead_kernel_fails_at_once(tmp_path):
+    async def scenario() -> float:
+        km, kc = await start(tmp_path, Sandbox())
+        kc.stop_channels()
+        os.kill(km.provisioner.pid, 9)
+        late = km.client()
+        late.start_channels()
+        started = time.monotonic()
+        try:
+            with pytest.raises(RuntimeError, match="died"):
+                await late.wait_for_ready(timeout=30)
+            return time.monotonic() - started
+        finally:
+            late.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    assert asyncio.run(scenario()) < 10
 
 
 # -------------------------------------------------------------- describe, config
