@@ -877,7 +877,9 @@ class PromptKernelClient(AsyncKernelClient):
         while True:
             msg_id = self.kernel_info()
             reply = await self._reply_to(msg_id, "shell", 1.0)
-            if reply is not None and await self._reply_to(msg_id, "iopub", 0.2) is not None:
+            # A status published before our subscription reached the kernel is lost (ZeroMQ's
+            # "slow joiner"); when it does not come at once, ask again rather than wait long.
+            if reply is not None and await self._reply_to(msg_id, "iopub", 0.05) is not None:
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():

@@ -23,6 +23,8 @@ What it measures, on submissions built from the example TOMLs in ``tests/submiss
    ``autograder grade --workers 1`` grades single-notebook submissions of the instructor's
    solution) against executing the same instructor notebook bare with nbclient (fresh
    kernel each run, no sandbox, no probes, no nbgrader), median of ``--overhead-runs``.
+   A second bare run starts and stops its kernel as ``ProtectedExecute`` does (no wait for
+   IOPub silence, a kill at the end), which isolates the cost of the protections alone.
 
 Run it from the repository root on an idle machine (about 10 minutes with the defaults on
 2 cores; the report's *other load* column shows how much CPU other processes took meanwhile):
@@ -55,12 +57,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Type
 
 from autograder.course import Course, tool_environment
 from autograder.examples import Example, load_examples, write_submission
 from autograder.grade import grade
 from autograder.gradebook import cell_scores
 from autograder.release import release
+from autograder.sandbox import PromptKernelClient
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "tests" / "submissions"
@@ -349,11 +355,17 @@ class Overhead:
     protected: list[float]  # ProtectedExecute's own timing, one notebook, kernel start to end
     graded_wall: float  # `autograder grade --workers 1` wall time / notebooks graded
     bare: list[float]  # nbclient alone on the instructor's notebook
+    prompt: list[float]  # the same, kernel started and stopped as ProtectedExecute does
     others: float  # other processes' share of the machine meanwhile (see CpuWatch)
 
     @property
     def overhead(self) -> float:
         return statistics.median(self.protected) / statistics.median(self.bare) - 1
+
+    @property
+    def own_cost(self) -> float:
+        """The protections alone: against a bare run with the same kernel start and stop."""
+        return statistics.median(self.protected) / statistics.median(self.prompt) - 1
 
 
 def protected_times(course: Course, notebook: str, runs: int) -> tuple[list[float], float]:
@@ -391,16 +403,28 @@ def entry_seconds(report_dir: Path, student: str, notebook: str) -> float:
     )
 
 
-def bare_times(notebook: str, runs: int, timeout: int) -> list[float]:
-    """Execute the instructor's notebook with nbclient alone, each run in a fresh kernel."""
+class PromptKernelManager(AsyncKernelManager):
+    """A plain kernel (no sandbox, no probes) started and stopped as ProtectedExecute does."""
+
+    client_factory = Type(PromptKernelClient, klass=AsyncKernelClient)
+
+
+def bare_times(notebook: str, runs: int, timeout: int, *, prompt: bool = False) -> list[float]:
+    """Execute the instructor's notebook with nbclient alone, each run in a fresh kernel;
+    ``prompt``: with ProtectedExecute's kernel start (no IOPub silence) and stop (a kill)."""
     from nbclient import NotebookClient
 
+    how = {"kernel_manager_class": PromptKernelManager, "shutdown_kernel": "immediate"}
     times = []
     for _ in range(runs):
         nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
         with tempfile.TemporaryDirectory(prefix="bare-") as folder:
             client = NotebookClient(
-                nb, kernel_name="python3", timeout=timeout, resources={"metadata": {"path": folder}}
+                nb,
+                kernel_name="python3",
+                timeout=timeout,
+                resources={"metadata": {"path": folder}},
+                **(how if prompt else {}),
             )
             started = time.monotonic()
             client.execute(stderr=subprocess.DEVNULL)  # the kernel's start-up warnings
@@ -418,7 +442,9 @@ def measure_overhead(workdir: Path, graded: list[str], runs: int) -> list[Overhe
             protected, wall = protected_times(course, notebook, runs)
             say(f"[overhead] {notebook}: bare nbclient, {runs} runs ...")
             bare = bare_times(notebook, runs, 60)
-        results.append(Overhead(notebook, protected, wall, bare, watch.others))
+            say(f"[overhead] {notebook}: bare nbclient, prompt start and stop, {runs} runs ...")
+            prompt = bare_times(notebook, runs, 60, prompt=True)
+        results.append(Overhead(notebook, protected, wall, bare, prompt, watch.others))
     return results
 
 
@@ -511,26 +537,33 @@ def overhead_table(results: list[Overhead]) -> str:
         [
             result.notebook,
             seconds_cell(result.bare),
+            seconds_cell(result.prompt),
             seconds_cell(result.protected),
             f"**{result.overhead:+.0%}**",
+            f"{result.own_cost:+.0%}",
             f"{result.graded_wall:.2f}",
             f"{result.others:.0%}",
         ]
         for result in results
     ]
-    bare = sum(statistics.median(r.bare) for r in results)
-    protected = sum(statistics.median(r.protected) for r in results)
+    bare, prompt, protected = (
+        sum(statistics.median(getattr(r, kind)) for r in results)
+        for kind in ("bare", "prompt", "protected")
+    )
     rows.append(
         [
             "both graded notebooks (sum: one submission)",
             f"{bare:.2f}",
+            f"{prompt:.2f}",
             f"{protected:.2f}",
             f"**{protected / bare - 1:+.0%}**",
+            f"{protected / prompt - 1:+.0%}",
             f"{sum(r.graded_wall for r in results):.2f}",
             f"{max(r.others for r in results):.0%}",
         ]
     )
-    headers = ["notebook", "bare nbclient, s", "protected execution, s", "overhead"]
+    headers = ["notebook", "bare nbclient, s", "bare, prompt start/stop, s"]
+    headers += ["protected execution, s", "overhead vs bare", "vs prompt start/stop"]
     headers += ["whole `autograder grade --workers 1`, s per notebook", "other load"]
     return markdown_table(headers, rows)
 
@@ -615,6 +648,10 @@ def report(
             "- *bare nbclient*: `nbclient.NotebookClient(nb, kernel_name='python3')` on the "
             "instructor's notebook (solutions and hidden tests), a fresh kernel each run: the "
             "notebook with no grader at all.",
+            "- *bare, prompt start/stop*: the same, but the kernel is started and stopped as "
+            "`ProtectedExecute` does (ready without waiting for 0.2 s of IOPub silence, killed "
+            "after the last cell instead of a graceful shutdown): *vs prompt start/stop* is "
+            "the cost of the protections alone.",
             "- *protected execution*: `ProtectedExecute`'s own timing of the same notebook, kernel "
             "start to shutdown (sandboxed kernel, static scan, a probe before every test cell, "
             "memory read after every cell), from its run records while `autograder grade "
