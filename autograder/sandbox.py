@@ -874,12 +874,14 @@ class PromptKernelClient(AsyncKernelClient):
 
     async def _prompt_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
+        asked: set[str] = set()  # every kernel_info sent: a late answer to any of them counts
+        reply = None
         while True:
-            msg_id = self.kernel_info()
-            reply = await self._reply_to(msg_id, "shell", 1.0)
+            asked.add(self.kernel_info())
+            reply = reply or await self._answer(asked, "shell", 1.0)
             # A status published before our subscription reached the kernel is lost (ZeroMQ's
-            # "slow joiner"); when it does not come at once, ask again rather than wait long.
-            if reply is not None and await self._reply_to(msg_id, "iopub", 0.05) is not None:
+            # "slow joiner"); when none comes at once, ask again rather than wait long.
+            if reply is not None and await self._answer(asked, "iopub", 0.05) is not None:
                 self._handle_kernel_info_reply(reply)
                 return
             if not await self._async_is_alive():
@@ -889,8 +891,8 @@ class PromptKernelClient(AsyncKernelClient):
 
     wait_for_ready = _prompt_wait_for_ready
 
-    async def _reply_to(self, msg_id: str, channel: str, timeout: float) -> dict[str, Any] | None:
-        """The first message on ``channel`` answering ``msg_id``, or None after ``timeout``."""
+    async def _answer(self, asked: set[str], channel: str, timeout: float) -> dict[str, Any] | None:
+        """The first message on ``channel`` answering one of ``asked``, or None after ``timeout``."""
         queue = self.shell_channel if channel == "shell" else self.iopub_channel
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -898,7 +900,7 @@ class PromptKernelClient(AsyncKernelClient):
                 message = await queue.get_msg(timeout=left)
             except Empty:
                 return None
-            if message.get("parent_header", {}).get("msg_id") == msg_id:
+            if message.get("parent_header", {}).get("msg_id") in asked:
                 return message
         return None
 

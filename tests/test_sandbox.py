@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 
 import nbformat
 import psutil
@@ -440,6 +441,48 @@ def test_a_kernel_that_never_falls_silent_does_not_stall_a_new_client(tmp_path):
     ours, stock = asyncio.run(scenario())
     assert ours
     assert not stock  # the control: the stock client is still waiting for silence
+
+
+class FakeChannel:
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    async def get_msg(self, timeout: float) -> dict:
+        if self.messages:
+            return self.messages.pop(0)
+        await asyncio.sleep(timeout)
+        raise Empty
+
+
+class LateStatusClient(PromptKernelClient):
+    """A slow link: IOPub delivers each request's status only after the next request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fake_shell, self.fake_iopub, self.sent = FakeChannel(), FakeChannel(), []
+
+    shell_channel = property(lambda self: self.fake_shell)
+    iopub_channel = property(lambda self: self.fake_iopub)
+
+    def kernel_info(self) -> str:
+        msg_id = f"request-{len(self.sent)}"
+        if self.sent:  # the previous request's status arrives now, one request late
+            self.fake_iopub.messages.append({"parent_header": {"msg_id": self.sent[-1]}})
+        self.sent.append(msg_id)
+        content = {"protocol_version": "5.3"}
+        self.fake_shell.messages.append({"parent_header": {"msg_id": msg_id}, "content": content})
+        return msg_id
+
+    async def _async_is_alive(self) -> bool:
+        return True
+
+
+def test_a_status_that_comes_late_still_counts():
+    """Under load IOPub may lag behind every request: an answer to any earlier kernel_info
+    proves the subscription, so asking again never turns into asking forever."""
+    client = LateStatusClient()
+    asyncio.run(asyncio.wait_for(client.wait_for_ready(timeout=5), timeout=10))
+    assert len(client.sent) == 2
 
 
 def test_waiting_for_a_dead_kernel_fails_at_once(tmp_path):
