@@ -22,6 +22,7 @@ on in ``resources["autograder"]`` for the preprocessors after it.
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import secrets
@@ -54,6 +55,10 @@ class CellRecord:
     index: int
     grade_id: str | None
     rss_bytes: int | None = None  # the kernel's resident memory after the cell, read from outside
+    # Around a test that calls assert_peak_below: resident memory when the cell started, and
+    # the highest it reached during the cell (the kernel's VmHWM, reset just before).
+    rss_start_bytes: int | None = None
+    rss_peak_bytes: int | None = None
     seconds: float = 0.0
     ran: bool = False
 
@@ -115,6 +120,70 @@ def _tree_rss(pid: int | None) -> int | None:
         return None
 
 
+def _proc_status_bytes(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value.split()[0]) * 1024
+    raise KeyError(field)
+
+
+def _reset_peak_rss(pid: int | None) -> int | None:
+    """Reset the kernel's peak resident memory to what it holds now; that amount, or None
+    where Linux does not let this process do it (no such process, not its owner, no /proc)."""
+    if pid is None:
+        return None
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset VmHWM to VmRSS
+        return _proc_status_bytes(pid, "VmHWM")
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _peak_rss(pid: int | None) -> int | None:
+    """The kernel's peak resident memory since the last reset."""
+    if pid is None:
+        return None
+    try:
+        return _proc_status_bytes(pid, "VmHWM")
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _budgets(source: str) -> list[int]:
+    """The ``budget_bytes`` of every ``checks.assert_peak_below`` call in a test cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    return [
+        budget
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "assert_peak_below"
+        for keyword in node.keywords
+        if keyword.arg == "budget_bytes" and (budget := _whole_number(keyword.value)) is not None
+    ]
+
+
+def _whole_number(node: ast.AST) -> int | None:
+    """The value of an integer literal or of ``+ - * **`` between them (``8 * 2**20``)."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Pow)):
+        left, right = _whole_number(node.left), _whole_number(node.right)
+        if left is None or right is None or (isinstance(node.op, ast.Pow) and right > 64):
+            return None
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        return left * right if isinstance(node.op, ast.Mult) else left**right
+    return None
+
+
 class ProtectedExecute(Execute):
     """nbgrader's Execute, contained, probed and measured from outside."""
 
@@ -137,6 +206,12 @@ class ProtectedExecute(Execute):
     rss_drop_fraction = Float(0.5, help="Fraction of the freed size RSS must fall by.").tag(
         config=True
     )
+    rss_peak_allowance = Integer(
+        32 * 2**20,
+        help="Flag a passed `assert_peak_below` test when the kernel's peak resident memory "
+        "during the cell, read from outside, rose by more than its budget plus this many bytes "
+        "(untraced memory: np.memmap, mmap, C extensions). 0 turns the check off.",
+    ).tag(config=True)
     evidence_dir = Unicode(
         "",
         help="Where each run's JSON record goes (<dir>/<student>/<notebook>.json); "
@@ -204,6 +279,9 @@ class ProtectedExecute(Execute):
                     if test and self.probe_kernel
                     else []
                 )
+                budgets = _budgets(cell.source) if test and self.rss_peak_allowance else []
+                if budgets:
+                    record.rss_start_bytes = _reset_peak_rss(pid)
                 cell_started = time.monotonic()
                 try:
                     self.preprocess_cell(cell, resources, index)
@@ -231,6 +309,8 @@ class ProtectedExecute(Execute):
                 record.ran = cell.cell_type == "code" and bool(cell.source.strip())
                 record.seconds = round(time.monotonic() - cell_started, 3)
                 record.rss_bytes = _tree_rss(pid)
+                if record.rss_start_bytes is not None:
+                    record.rss_peak_bytes = _peak_rss(pid)
                 errors = {
                     o.get("ename") for o in cell.get("outputs", []) if o.output_type == "error"
                 }
@@ -243,6 +323,7 @@ class ProtectedExecute(Execute):
                         self._evidence_dict(e) for i, e in static if i < index
                     ] + probe_evidence
                     tainted += self._rss_evidence(nb, run, index)
+                    tainted += self._peak_evidence(cell, run.cells[index], budgets, run)
                     if tainted and _passed(cell):
                         self._distrust(cell, tainted)
         run.seconds = round(time.monotonic() - started, 3)
@@ -351,6 +432,31 @@ class ProtectedExecute(Execute):
                 run.evidence.append(item)
                 found.append(item)
         return found
+
+    def _peak_evidence(
+        self, cell: NotebookNode, record: CellRecord, budgets: list[int], run: NotebookRun
+    ) -> list[dict[str, str]]:
+        """A passed `assert_peak_below` while the kernel's memory, seen from outside, rose
+        far past the budget: the data was held where tracemalloc does not look."""
+        start, peak = record.rss_start_bytes, record.rss_peak_bytes
+        if not budgets or start is None or peak is None or not _passed(cell):
+            return []
+        budget = max(budgets)
+        if peak - start <= budget + self.rss_peak_allowance:
+            return []
+        item = {
+            "flag": "rss-over-budget",
+            "cell": record.grade_id or f"cell {record.index + 1}",
+            "detail": (
+                f"assert_peak_below passed with a budget of {budget:,} bytes, but the kernel's "
+                f"resident memory, read from outside, rose by {peak - start:,} bytes during the "
+                "test: the data was held in memory the tracer does not count (np.memmap, mmap, "
+                "a C extension). Read one block at a time into ordinary arrays and keep only "
+                "running totals."
+            ),
+        }
+        run.evidence.append(item)
+        return [item]
 
     @staticmethod
     def _distrust(cell: NotebookNode, evidence: list[dict[str, str]]) -> None:

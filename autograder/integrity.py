@@ -83,7 +83,7 @@ FLAGS: dict[str, str] = {
     "interpreter calls in the middle of the tests (gc.callbacks, a debugger)",
     "tracker-tampering": "touches the memory tracker or the checks' internals: tracemalloc "
     "other than reading, checks.track, private checks/autograder names, gc.get_objects, "
-    "memory the tracer does not see (mmap)",
+    "memory the tracer does not see (mmap, np.memmap, mmap_mode), the peak-memory counter",
     "exits-kernel": "kills or stops the kernel (os._exit, sys.exit, exit(), signals, ctypes, "
     "faulthandler)",
     "shell-or-network": "runs a shell command or another process, opens a network connection, "
@@ -104,6 +104,11 @@ FLAGS: dict[str, str] = {
     "probe-failed": "the probe found the kernel's state changed (see the detail)",
     "probe-no-reply": "the probe printed no well-formed reply: its output was swallowed, "
     "rewritten, or the probe did not run",
+    # Seen from outside the kernel by the grading process (autograder.execute):
+    "rss-not-freed": "assert_freed passed, but the kernel's resident memory did not fall by "
+    "the array's size",
+    "rss-over-budget": "assert_peak_below passed, but the kernel's resident memory peaked "
+    "above the budget during the test: memory the tracer does not see held the data",
 }
 
 
@@ -257,6 +262,8 @@ _IMPORT_FLAGS: dict[str, str] = {
     "traitlets": "ipython-hook",
     "matplotlib_inline": "ipython-hook",
 }
+# NumPy arrays backed by a mapped file: their memory is outside tracemalloc's NumPy domain.
+_UNTRACED_NUMPY = frozenset({"memmap", "open_memmap"})
 _TYPES_ALLOWED = frozenset({"SimpleNamespace", "MappingProxyType", "GeneratorType", "NoneType"})
 
 _SAFE_DUNDER_ATTRS = _words(
@@ -881,6 +888,14 @@ class _Scanner(ast.NodeVisitor):
             self.check_binding(node, node.name)
 
     # -- expressions ---------------------------------------------------------------------
+    def visit_Constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and "clear_refs" in node.value:
+            self.flag(
+                "tracker-tampering",
+                node,
+                "names /proc/.../clear_refs, which resets the peak memory the grader reads",
+            )
+
     def visit_Name(self, node: ast.Name) -> None:
         if not isinstance(node.ctx, ast.Load):
             return
@@ -982,6 +997,14 @@ class _Scanner(ast.NodeVisitor):
             ):
                 self.flag("monkeypatch", node, f"changes the contents of `{target}` ({func.attr})")
         for keyword in node.keywords:
+            if keyword.arg == "mmap_mode" and not (
+                isinstance(keyword.value, ast.Constant) and keyword.value.value is None
+            ):
+                self.flag(
+                    "tracker-tampering",
+                    node,
+                    "loads with mmap_mode: a file mapped into memory, which the tracer does not count",
+                )
             if keyword.arg == "allow_pickle" and not (
                 isinstance(keyword.value, ast.Constant) and not keyword.value.value
             ):
@@ -1054,6 +1077,12 @@ class _Scanner(ast.NodeVisitor):
                 self.flag("shell-or-network", node, f"calls os.{attr}")
         elif top == "threading" and attr in _THREADING_TRACE:
             self.flag("trace-function", node, f"uses threading.{attr}")
+        elif top == "numpy" and pieces[-1] in _UNTRACED_NUMPY:
+            self.flag(
+                "tracker-tampering",
+                node,
+                f"uses {target}: a file mapped into memory, which the tracer does not count",
+            )
         elif top == "IPython" and not target.startswith(
             ("IPython.display", "IPython.core.display")
         ):
