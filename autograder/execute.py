@@ -10,7 +10,8 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
 3. before every graded test cell, a probe of the kernel's state
    (``autograder.integrity``);
 4. after every cell, the kernel's resident memory read by this process, which
-   no code in the kernel can fake;
+   no code in the kernel can fake, and around a test that calls ``assert_peak_below``
+   its peak (reset before the cell), which memory the tracer misses cannot hide from;
 5. a kernel that dies or a notebook that runs out of time: the cells that ran
    keep their grades, the rest score 0 with a message;
 6. a test whose result the evidence contradicts is given an error output, so
