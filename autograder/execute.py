@@ -121,6 +121,15 @@ def _tree_rss(pid: int | None) -> int | None:
         return None
 
 
+def _seen_from_outside(
+    run: NotebookRun, flag: str, record: CellRecord, detail: str
+) -> dict[str, str]:
+    """Evidence this process measured itself, recorded in the run and returned."""
+    item = {"flag": flag, "cell": record.grade_id or f"cell {record.index + 1}", "detail": detail}
+    run.evidence.append(item)
+    return item
+
+
 def _proc_status_bytes(pid: int, field: str) -> int:
     """A ``kB`` field of ``/proc/<pid>/status`` (``VmRSS``, ``VmHWM``), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -259,7 +268,10 @@ class ProtectedExecute(Execute):
 
         with self.setup_kernel():
             assert self.kc is not None
-            reply = self.wait_for_reply(self.kc.kernel_info())
+            # PromptKernelClient already has the kernel's info; another client asks again.
+            reply = getattr(self.kc, "ready_reply", None) or self.wait_for_reply(
+                self.kc.kernel_info()
+            )
             if reply:
                 self.nb.metadata["language_info"] = reply["content"]["language_info"]
             run.sandbox = getattr(self.km, "sandbox_description", "")
@@ -421,17 +433,16 @@ class ProtectedExecute(Execute):
             if before is None or after is None:
                 continue
             if before - after < self.rss_drop_fraction * nbytes:
-                item = {
-                    "flag": "rss-not-freed",
-                    "cell": run.cells[index].grade_id or f"cell {index + 1}",
-                    "detail": (
+                found.append(
+                    _seen_from_outside(
+                        run,
+                        "rss-not-freed",
+                        run.cells[index],
                         f"assert_freed({label!r}) passed, but the kernel's resident memory, read "
                         f"from outside, went from {before:,} to {after:,} bytes: it did not fall by "
-                        f"the {nbytes:,} bytes of {label!r}."
-                    ),
-                }
-                run.evidence.append(item)
-                found.append(item)
+                        f"the {nbytes:,} bytes of {label!r}.",
+                    )
+                )
         return found
 
     def _peak_evidence(
@@ -445,19 +456,14 @@ class ProtectedExecute(Execute):
         budget = max(budgets)
         if peak - start <= budget + self.rss_peak_allowance:
             return []
-        item = {
-            "flag": "rss-over-budget",
-            "cell": record.grade_id or f"cell {record.index + 1}",
-            "detail": (
-                f"assert_peak_below passed with a budget of {budget:,} bytes, but the kernel's "
-                f"resident memory, read from outside, rose by {peak - start:,} bytes during the "
-                "test: the data was held in memory the tracer does not count (np.memmap, mmap, "
-                "a C extension). Read one block at a time into ordinary arrays and keep only "
-                "running totals."
-            ),
-        }
-        run.evidence.append(item)
-        return [item]
+        detail = (
+            f"assert_peak_below passed with a budget of {budget:,} bytes, but the kernel's "
+            f"resident memory, read from outside, rose by {peak - start:,} bytes during the "
+            "test: the data was held in memory the tracer does not count (np.memmap, mmap, "
+            "a C extension). Read one block at a time into ordinary arrays and keep only "
+            "running totals."
+        )
+        return [_seen_from_outside(run, "rss-over-budget", record, detail)]
 
     @staticmethod
     def _distrust(cell: NotebookNode, evidence: list[dict[str, str]]) -> None:

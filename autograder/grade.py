@@ -272,8 +272,8 @@ def grade(
 
     staged: dict[str, StagedSubmission] = {}
     todo: list[str] = []
+    graded_notebooks = [n for n, points in notebooks.items() if points > 0]
     for student in names:
-        graded_notebooks = [n for n, points in notebooks.items() if points > 0]
         staged[student] = stage(
             course.submitted / student / course.assignment,
             staging_root / student / course.assignment,

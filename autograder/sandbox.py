@@ -872,6 +872,8 @@ class PromptKernelClient(AsyncKernelClient):
     left on IOPub is harmless, since nbclient and the probes read only their own replies.
     """
 
+    ready_reply: dict[str, Any] | None = None  # the kernel_info reply that proved it ready
+
     async def _prompt_wait_for_ready(self, timeout: float | None = None) -> None:
         deadline = time.monotonic() + (float("inf") if timeout is None else timeout)
         asked: set[str] = set()  # every kernel_info sent: a late answer to any of them counts
@@ -883,6 +885,7 @@ class PromptKernelClient(AsyncKernelClient):
             # "slow joiner"); when none comes at once, ask again rather than wait long.
             if reply is not None and await self._answer(asked, "iopub", 0.05) is not None:
                 self._handle_kernel_info_reply(reply)
+                self.ready_reply = reply
                 return
             if not await self._async_is_alive():
                 raise RuntimeError("Kernel died before replying to kernel_info")

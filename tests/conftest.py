@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,24 @@ class CellRun:
     results: list[str] = field(default_factory=list)  # text/plain of displayed results
 
 
+def collect_into(run: CellRun) -> Callable[[dict], None]:
+    """An output hook for ``execute_interactive`` that fills ``run`` from IOPub messages."""
+
+    def collect(message: dict) -> None:
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            if content["name"] == "stdout":
+                run.stdout += content["text"]
+            else:
+                run.stderr += content["text"]
+        elif kind == "error":
+            run.error = f"{content['ename']}: {content['evalue']}"
+        elif kind == "execute_result":
+            run.results.append(content["data"].get("text/plain", ""))
+
+    return collect
+
+
 class Kernel:
     """Run code in a real IPython kernel, as notebook cells (history and output cache on)."""
 
@@ -43,21 +61,8 @@ class Kernel:
 
     def run(self, code: str, timeout: float = 60) -> CellRun:
         run = CellRun()
-
-        def collect(message: dict) -> None:
-            kind, content = message["msg_type"], message["content"]
-            if kind == "stream":
-                if content["name"] == "stdout":
-                    run.stdout += content["text"]
-                else:
-                    run.stderr += content["text"]
-            elif kind == "error":
-                run.error = f"{content['ename']}: {content['evalue']}"
-            elif kind == "execute_result":
-                run.results.append(content["data"].get("text/plain", ""))
-
         self.client.execute_interactive(
-            code, store_history=True, output_hook=collect, timeout=timeout
+            code, store_history=True, output_hook=collect_into(run), timeout=timeout
         )
         return run
 

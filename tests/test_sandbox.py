@@ -16,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from queue import Empty
 
@@ -38,36 +37,16 @@ from autograder.sandbox import (
     runtime_root,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+from .conftest import CellRun, collect_into
+
 ROOT = os.geteuid() == 0
 root_only = pytest.mark.skipif(not ROOT, reason="needs root: a dedicated uid and namespaces")
 GiB = 2**30
 
 
-@dataclass
-class Cell:
-    stdout: str = ""
-    stderr: str = ""
-    error: str | None = None
-    results: list[str] = field(default_factory=list)
-
-
-async def run_cell(kc, code: str, timeout: float = 30) -> Cell:
-    cell = Cell()
-
-    def collect(msg: dict) -> None:
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            if content["name"] == "stdout":
-                cell.stdout += content["text"]
-            else:
-                cell.stderr += content["text"]
-        elif kind == "error":
-            cell.error = f"{content['ename']}: {content['evalue']}"
-        elif kind == "execute_result":
-            cell.results.append(content["data"].get("text/plain", ""))
-
-    await kc.execute_interactive(code, output_hook=collect, timeout=timeout)
+async def run_cell(kc, code: str, timeout: float = 30) -> CellRun:
+    cell = CellRun()
+    await kc.execute_interactive(code, output_hook=collect_into(cell), timeout=timeout)
     return cell
 
 
@@ -137,7 +116,7 @@ class Shared:
         )
         self.km, self.kc = self.loop.run_until_complete(start(course / "work", self.sandbox))
 
-    def run(self, code: str) -> Cell:
+    def run(self, code: str) -> CellRun:
         return self.loop.run_until_complete(run_cell(self.kc, code))
 
     def ok(self, code: str) -> str:
