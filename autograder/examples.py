@@ -7,7 +7,7 @@ means every example follows the source when the assignment changes, and a
 reader sees at a glance what the student did wrong::
 
     description = "Keeps a slice of readings: the view holds all 16 MB alive."
-    notebooks = ["03_exercises_free_and_budget_memory"]
+    notebooks = ["04_exercises_free_and_budget_memory"]
 
     [cells]
     ex2_keep_and_free = '''
@@ -31,7 +31,7 @@ A broken one adds files written as they are (a corrupt notebook, a stray
 script), and the status and reason those files must get::
 
     [files]
-    "03_exercises_free_and_budget_memory.ipynb" = '{"cells": [{"cell_ty'
+    "04_exercises_free_and_budget_memory.ipynb" = '{"cells": [{"cell_ty'
 
     [outcome]
     status = "ungradable"

@@ -35,8 +35,8 @@ def test_every_exercise_has_at_least_two_wrong_submissions():
 def test_write_submission_applies_the_edits(tmp_path):
     example = next(e for e in EXAMPLES if e.name == "fails-ex2-view-keeps-base")
     folder = write_submission(example, Course(REPO, workspace=tmp_path))
-    assert [p.name for p in folder.iterdir()] == ["03_exercises_free_and_budget_memory.ipynb"]
-    text = (folder / "03_exercises_free_and_budget_memory.ipynb").read_text()
+    assert [p.name for p in folder.iterdir()] == ["04_exercises_free_and_budget_memory.ipynb"]
+    text = (folder / "04_exercises_free_and_budget_memory.ipynb").read_text()
     assert "first_1000 = readings[:1000]\\n" in text
 
 

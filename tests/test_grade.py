@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 EXAMPLES = load_examples(REPO / "tests" / "submissions")
 HOSTILE = load_examples(REPO / "tests" / "hostile")
 BROKEN = load_examples(REPO / "tests" / "broken")
-QUIZ, EXERCISES = "02_quiz_what_del_frees", "03_exercises_free_and_budget_memory"
+QUIZ, EXERCISES = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
 # Students the test writes itself: inputs too big, too old or oddly named to keep as files.
 HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name élève"
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "source" / "numpy_memory"
 HOSTILE = ROOT / "tests" / "hostile"
 SUBMISSIONS = ROOT / "tests" / "submissions"
-EXERCISES = "03_exercises_free_and_budget_memory"
+EXERCISES = "04_exercises_free_and_budget_memory"
 QUIZ = "02_quiz_what_del_frees"
 LESSON = "01_lesson_free_large_arrays"
 
