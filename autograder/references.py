@@ -15,6 +15,8 @@ that ends at the buffer's owner or at a view of it:
 
 from __future__ import annotations
 
+import functools
+import gc
 import re
 import sys
 import types
@@ -63,78 +65,148 @@ def _reaches(value: Any, owner: np.ndarray) -> str | None:
     return None
 
 
-def _children(value: Any, where: str) -> Iterator[tuple[str, Any]]:
-    """The things a value holds, each with the path a student would write."""
+# Kinds of holder a path passes through, as `_children` tags them; the first decides the fix.
+GENERATOR, CACHE, CLOSURE, FUNCTION_ATTRIBUTE, CLASS_ATTRIBUTE = (
+    "paused generator",
+    "function cache",
+    "closure",
+    "function attribute",
+    "class attribute",
+)
+
+
+def _function_children(value: types.FunctionType, where: str) -> Iterator[tuple[str, Any, str]]:
+    for name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=False):
+        try:
+            yield f"{where} (closure variable {name!r})", cell.cell_contents, CLOSURE
+        except ValueError:  # an empty cell
+            continue
+    for index, default in enumerate(value.__defaults__ or ()):
+        yield f"{where} (default argument {index})", default, CLOSURE
+    for name, default in (value.__kwdefaults__ or {}).items():
+        yield f"{where} (default argument {name!r})", default, CLOSURE
+    for name, item in list(vars(value).items()):
+        if name != "__wrapped__":
+            yield f"{where}.{name}", item, FUNCTION_ATTRIBUTE
+
+
+def _children(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
+    """The things a value holds, each with the path a student would write and the kind of
+    holder it is in ("" for a plain container or attribute)."""
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             for index, item in enumerate(value.flat[:_MAX_ITEMS]):
-                yield f"{where}.flat[{index}]", item
+                yield f"{where}.flat[{index}]", item, ""
         return
-    if isinstance(
-        value, (str, bytes, int, float, complex, bool, type(None), type, types.ModuleType)
-    ):
+    if isinstance(value, (str, bytes, int, float, complex, bool, type(None), types.ModuleType)):
+        return
+    if isinstance(value, type):
+        if value.__module__ == "__main__":  # a class the notebook defined: its attributes
+            for name, item in list(vars(value).items()):
+                if not name.startswith("__"):
+                    yield f"{where}.{name}", item, CLASS_ATTRIBUTE
         return
     if isinstance(value, Mapping):
         for index, (key, item) in enumerate(list(value.items())):
             if index >= _MAX_ITEMS:
                 return
-            yield f"{where}[{key!r}]", item
+            yield f"{where}[{key!r}]", item, ""
         return
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value[:_MAX_ITEMS]):
-            yield f"{where}[{index}]", item
+            yield f"{where}[{index}]", item, ""
         return
     if isinstance(value, (set, frozenset)):
         for item in list(value)[:_MAX_ITEMS]:
-            yield f"an item of {where}", item
+            yield f"an item of {where}", item, ""
+        return
+    if isinstance(value, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+        frame = getattr(value, "gi_frame", None) or getattr(value, "cr_frame", None)
+        frame = frame or getattr(value, "ag_frame", None)
+        for name, item in list(frame.f_locals.items()) if frame is not None else ():
+            yield f"{where} (its local variable {name!r})", item, GENERATOR
         return
     if isinstance(value, types.FunctionType):
-        for name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=False):
-            try:
-                yield f"{where} (closure variable {name!r})", cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-        for index, default in enumerate(value.__defaults__ or ()):
-            yield f"{where} (default argument {index})", default
-        for name, default in (value.__kwdefaults__ or {}).items():
-            yield f"{where} (default argument {name!r})", default
+        yield from _function_children(value, where)
         return
     if isinstance(value, types.MethodType):
-        yield f"{where}.__self__", value.__self__
+        yield f"{where}.__self__", value.__self__, ""
+        return
+    if hasattr(value, "cache_clear") and hasattr(value, "__wrapped__"):  # functools caches
+        for cache in gc.get_referents(value):
+            if isinstance(cache, dict):
+                for item in list(cache.values())[:_MAX_ITEMS]:
+                    yield f"{where} (its cache)", item, CACHE
+        wrapped = value.__wrapped__
+        if isinstance(wrapped, types.FunctionType):
+            yield from _function_children(wrapped, where)
+        return
+    if isinstance(value, functools.partial):
+        for index, item in enumerate(value.args):
+            yield f"{where} (partial argument {index})", item, CLOSURE
+        for name, item in value.keywords.items():
+            yield f"{where} (partial argument {name!r})", item, CLOSURE
         return
     attributes = getattr(value, "__dict__", None)
     if isinstance(attributes, dict):
         for name, item in list(attributes.items()):
-            yield f"{where}.{name}", item
+            yield f"{where}.{name}", item, ""
 
 
 def _walk(
-    name: str, value: Any, owner: np.ndarray, seen: set[int], depth: int = 0
-) -> Iterator[tuple[str, str]]:
-    """Yield (relation, path) for every path from value to the owner."""
+    name: str, value: Any, owner: np.ndarray, seen: set[int], depth: int = 0, kind: str = ""
+) -> Iterator[tuple[str, str, str]]:
+    """Yield (relation, path, holder kind) for every path from value to the owner."""
     relation = _reaches(value, owner)
     if relation:
-        yield relation, name
+        yield relation, name, kind
         return
     if depth >= _MAX_DEPTH or id(value) in seen:
         return
     seen.add(id(value))
-    for child_name, child in _children(value, name):
-        yield from _walk(child_name, child, owner, seen, depth + 1)
+    for child_name, child, child_kind in _children(value, name):
+        yield from _walk(child_name, child, owner, seen, depth + 1, kind or child_kind)
 
 
-def _fix_for_name(relation: str, path: str, label: str) -> tuple[str, str]:
+def _root_name(path: str) -> str:
+    return re.split(r"[ .\[]", path, maxsplit=1)[0]
+
+
+_FIXES = {
+    GENERATOR: lambda path, root: (
+        f"a paused generator keeps its local variables alive ({path}). Run it to the end, "
+        f"call `{root}.close()`, or `del {root}`."
+    ),
+    CACHE: lambda path, root: (
+        f"a function cache keeps every result it returned ({path}). Call "
+        f"`{root}.cache_clear()`, or do not cache functions that return large arrays."
+    ),
+    CLOSURE: lambda path, root: (
+        f"the function keeps it ({path}): delete that function (`del {root}`) or stop it "
+        "from capturing the array."
+    ),
+    FUNCTION_ATTRIBUTE: lambda path, root: (
+        f"an attribute stored on a function keeps it: `del {path}` (or set it to None)."
+    ),
+    CLASS_ATTRIBUTE: lambda path, root: (
+        f"a class attribute keeps it, for as long as the class exists: `del {path}` (or set "
+        "it to None)."
+    ),
+}
+
+
+def _fix_for_name(relation: str, path: str, label: str, kind: str = "") -> tuple[str, str]:
     """(kind, fix) for a path found from the user namespace."""
+    if kind in _FIXES:
+        return kind, _FIXES[kind](path, _root_name(path))
     if relation == "view" and path.isidentifier():
         return "view", (
             f"`{path}` is a view that shares the buffer of '{label}'. Keep an independent "
             f"copy instead (`{path} = {path}.copy()`), or `del {path}` when you are done with it."
         )
     if path.isidentifier():
-        return "variable", f"the name `{path}` still refers to it: `del {path}`."
-    if "(closure variable" in path or "(default argument" in path:
-        return "closure", (
-            f"the function keeps it ({path}): delete that function or stop it from capturing the array."
+        return "variable", (
+            f"the name `{path}` still refers to it: `del {path}` (or rebind it: `{path} = None`)."
         )
     if "[" in path or path.startswith("an item of"):
         what = "a view of it" if relation == "view" else "it"
@@ -235,7 +307,7 @@ def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
                 seen.add(id(frame))
                 function = frame.f_code.co_name
                 for name, value in list(frame.f_locals.items()):
-                    for _relation, path in _walk(name, value, owner, set()):
+                    for _relation, path, _kind in _walk(name, value, owner, set()):
                         found.append(f"`{path}` in {function}()")
             tb = tb.tb_next
     if not found:
@@ -249,7 +321,10 @@ def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
 
 
 def find_holders(
-    owner: np.ndarray, label: str, namespace: dict[str, Any] | None = None
+    owner: np.ndarray,
+    label: str,
+    namespace: dict[str, Any] | None = None,
+    ignore: tuple[Any, ...] = (),
 ) -> list[Holder]:
     """Everything we can name that keeps ``owner`` (a buffer-owning array) alive.
 
@@ -263,11 +338,57 @@ def find_holders(
     for name, value in list((namespace if namespace is not None else _namespace(shell)).items()):
         if name.startswith("__") or name in _SKIP_NAMES or _OUTPUT_CACHE_NAME.match(name):
             continue
-        for relation, path in _walk(name, value, owner, seen):
-            kind, fix = _fix_for_name(relation, path, label)
+        for relation, path, holder_kind in _walk(name, value, owner, seen):
+            kind, fix = _fix_for_name(relation, path, label, holder_kind)
             holders.append(Holder(kind, f"`{path}`", fix))
     holders += _traceback_holders(shell, owner)
-    return holders
+    return holders or _module_holders(owner) or _unnamed_holders(owner, ignore)
+
+
+def _module_holders(owner: np.ndarray) -> list[Holder]:
+    """An attribute set on an imported module (`np.saved = grid`): one level deep only."""
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        for name, value in list(getattr(module, "__dict__", {}).items()):
+            if _reaches(value, owner):
+                path = f"{module_name}.{name}"
+                fix = f"a module keeps it for as long as the kernel runs: `del {path}`."
+                found.append(Holder("module attribute", f"`{path}`", fix))
+    return found
+
+
+def _describe_referrer(referrer: Any) -> str | None:
+    if isinstance(referrer, types.FrameType):
+        if referrer.f_globals.get("__name__", "").startswith(_FRAMEWORK_MODULES):
+            return None  # the kernel's or the checks' own frame, looking at the array now
+        return (
+            f"the local variables of a function that has not finished: {referrer.f_code.co_name}()"
+        )
+    if isinstance(referrer, types.CellType):
+        return "a closure variable of a function no notebook variable refers to"
+    kind = type(referrer).__name__
+    return f"a {kind} that no notebook variable reaches (a library's or an object's internals)"
+
+
+def _unnamed_holders(owner: np.ndarray, ignore: tuple[Any, ...] = ()) -> list[Holder]:
+    """What the garbage collector says refers to the array, when no path from the
+    notebook's names was found. Arrays are not tracked by the collector, so this sees
+    only holders that are (dicts, lists, frames, closures...), and only one step back."""
+    ignored = {id(value) for value in ignore}
+    places = sorted(
+        {
+            text
+            for referrer in gc.get_referrers(owner)
+            if id(referrer) not in ignored and (text := _describe_referrer(referrer))
+        }
+    )
+    if not places:
+        return []
+    fix = (
+        "find what you stored it in (a list or dict kept by another object, a thread, a "
+        "callback) and remove it there; restarting the kernel frees everything."
+    )
+    return [Holder("unnamed holder", "; ".join(places), fix)]
 
 
 def forget_last_error() -> None:
