@@ -105,21 +105,19 @@ def _lookup(label: str) -> _Tracked:
 def holders_of(label: str) -> list[str]:
     """What keeps the tracked array alive, one line each ([] when it is freed)."""
     tracked = _lookup(label)
-    if tracked.ref() is None:
-        return []
     owner = tracked.ref()
-    holders = find_holders(owner, label)
+    holders = find_holders(owner, label) if owner is not None else []
     del owner
-    if holders:
+    if any(holder.kind != "unnamed holder" for holder in holders):
         return [holder.describe() for holder in holders]
-    gc.collect()
-    if tracked.ref() is None:
+    gc.collect()  # nothing named holds it: is it garbage in a cycle?
+    if holders and tracked.ref() is None:
         return [
             "a reference cycle: objects that refer to each other (and to the array) but that "
             "nothing else reaches. Python's garbage collector frees them when it next runs; "
             "it just ran, and the array is now freed."
         ]
-    return []
+    return [holder.describe() for holder in holders]
 
 
 def _still_alive(tracked: _Tracked) -> str:

@@ -32,8 +32,8 @@ class TracingOffError(AssertionError):
 
 # Frames kept per allocation: enough to look past NumPy's own Python functions (np.copy,
 # np.linspace, ...) to the code that called them, so a library's arrays are told apart
-# from the notebook's (see notebook_numpy_bytes). Costs ~1.3x tracing with one frame.
-TRACE_FRAMES = 4
+# from the notebook's (see notebook_numpy_bytes). Costs ~1.3x tracing with one frame on allocation-heavy code (a .tolist() of millions).
+TRACE_FRAMES = 3
 
 
 def start_tracing() -> None:

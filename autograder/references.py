@@ -133,11 +133,11 @@ def _children(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
         yield f"{where}.__self__", value.__self__, ""
         return
     if hasattr(value, "cache_clear") and hasattr(value, "__wrapped__"):  # functools caches
-        for cache in gc.get_referents(value):
-            if isinstance(cache, dict):
-                for item in list(cache.values())[:_MAX_ITEMS]:
-                    yield f"{where} (its cache)", item, CACHE
         wrapped = value.__wrapped__
+        # The C cache refers to every cached key and result directly (and to its dict).
+        for item in gc.get_referents(value):
+            if item is not wrapped and not isinstance(item, (dict, types.FunctionType)):
+                yield f"{where} (its cache)", item, CACHE
         if isinstance(wrapped, types.FunctionType):
             yield from _function_children(wrapped, where)
         return

@@ -86,3 +86,133 @@ def test_unknown_label_in_kernel(kernel):
     run = kernel.run('checks.assert_freed("grid")')
     assert run.error.startswith("AssertionError: No array was tracked as 'grid'")
     assert run.stderr == ""
+
+
+# -- every route that frees passes; every holder is named, with its fix ------------------------
+
+TRACKED = 'grid = np.random.default_rng(0).random(1_000_000)\nchecks.track(grid, "grid")'
+
+
+def test_every_route_that_frees_passes(kernel):
+    kernel.ok(SETUP)
+    routes = {
+        "rebinding": "grid = None",
+        "xdel after a display": "grid\n",  # then %xdel, below
+        "a function scope": "def use(a):\n    return float(a.sum())\ntotal = use(grid)\ndel grid",
+        "reset_selective": "%reset_selective -f ^grid$",
+    }
+    for route, code in routes.items():
+        kernel.ok(TRACKED)
+        kernel.ok(code)
+        if route == "xdel after a display":
+            kernel.ok("%xdel grid")
+        run = kernel.run('checks.assert_freed("grid", expected_nbytes=8_000_000)')
+        assert run.error is None, f"{route}: {run.error}"
+
+
+def test_a_library_keeping_its_own_arrays_is_not_a_copy(kernel):
+    """matplotlib keeps a copy of every image it shows (1 MB for this uint8 image)."""
+    kernel.ok(SETUP)
+    kernel.ok(
+        "pixels = np.random.default_rng(7).integers(0, 256, (1000, 1000)).astype(np.float64)\n"
+        'checks.track(pixels, "pixels")'
+    )
+    kernel.ok(
+        "pixels_u8 = pixels.astype(np.uint8)\ndel pixels\n"
+        "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        "image = plt.imshow(pixels_u8)\nplt.gcf().canvas.draw()"
+    )
+    kernel.ok('checks.assert_freed("pixels", keep_bytes=1_000_000, expected_nbytes=8_000_000)')
+
+
+def test_a_copy_made_before_tracking_is_found(kernel):
+    kernel.ok(SETUP)
+    kernel.ok("grid = np.random.default_rng(0).random(1_000_000)\nbackup = grid.copy()")
+    kernel.ok('checks.track(grid, "grid")\ndel grid')
+    message = kernel.run('checks.assert_freed("grid")').error
+    assert "a full copy of its data is still in memory" in message
+    assert "variable `backup`" in message
+    kernel.ok("del backup")
+    kernel.ok('checks.assert_freed("grid")')
+
+
+def test_a_copy_kept_as_a_list_is_found(kernel):
+    kernel.ok(SETUP)
+    kernel.ok(TRACKED)
+    kernel.ok("values = grid.tolist()\ndel grid")
+    message = kernel.run('checks.assert_freed("grid")').error
+    assert "a full copy of its data is still in memory (list" in message
+
+
+HOLDERS = {
+    "a paused generator": (
+        "def chunks(a):\n    yield a[:10]\n    yield a[10:20]\ngen = chunks(grid)\nnext(gen)\ndel grid",
+        ["paused generator", "`gen (its local variable 'a')`", "`gen.close()`"],
+        "gen.close()",
+    ),
+    "a function attribute": (
+        "def remember():\n    pass\nremember.last = grid\ndel grid",
+        ["function attribute", "`remember.last`", "`del remember.last`"],
+        "del remember.last",
+    ),
+    "an lru_cache": (
+        "import functools\n@functools.lru_cache\ndef load(n):\n    return grid\nload(1)\ndel grid",
+        ["function cache", "`load.cache_clear()`"],
+        "load.cache_clear()",
+    ),
+    "a class attribute": (
+        "class Store:\n    pass\nStore.data = grid\ndel grid",
+        ["class attribute", "`Store.data`"],
+        "del Store.data",
+    ),
+    "a module attribute": (
+        "np.saved = grid\ndel grid",
+        ["module attribute", "`numpy.saved`"],
+        "del np.saved",
+    ),
+}
+
+
+def test_every_holder_is_named_with_its_fix(kernel):
+    kernel.ok(SETUP)
+    for kind, (holds, words, fix) in HOLDERS.items():
+        kernel.ok(TRACKED)
+        kernel.ok(holds)
+        message = kernel.run('checks.assert_freed("grid")').error
+        assert message is not None, kind
+        for word in words:
+            assert word in message, f"{kind}: {word!r} not in {message}"
+        assert "cannot see into" not in message
+        kernel.ok(fix)
+        kernel.ok('checks.assert_freed("grid")')
+
+
+def test_a_reference_cycle_is_named_by_holders_of_and_collected(kernel):
+    kernel.ok(SETUP)
+    kernel.ok("import gc\ngc.disable()")
+    kernel.ok(TRACKED)
+    kernel.ok(
+        "class Node:\n    pass\nnode = Node()\nnode.me = node\nnode.data = grid\ndel grid, node"
+    )
+    said = kernel.ok('print(checks.holders_of("grid"))').stdout
+    assert "a reference cycle" in said
+    kernel.ok("gc.enable()")
+    kernel.ok('checks.assert_freed("grid")')
+
+
+def test_a_leak_kept_as_python_objects_is_caught_quickly_and_named(kernel):
+    kernel.ok(SETUP)
+    kernel.ok(
+        "history = []\n"
+        "def zscore(batch):\n"
+        "    r = (batch - batch.mean()) / batch.std()\n"
+        "    history.append(r.tolist())\n"
+        "    return r\n"
+    )
+    run = kernel.run(
+        "rng = np.random.default_rng(4)\n"
+        "checks.assert_no_leak(zscore, lambda: (rng.normal(3.0, 2.0, size=100_000),), calls=20)"
+    )
+    assert "zscore() leaks" in run.error and "Python objects" in run.error
+    assert "`history` grew by" in run.error
+    assert kernel.ok("print(len(history))").stdout.strip() in {"2", "3"}  # stopped early

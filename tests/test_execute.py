@@ -112,3 +112,72 @@ def test_an_honest_budget_stays_unflagged(work):
     cell = record["cells"][2]
     assert 0 <= cell["rss_peak_bytes"] - cell["rss_start_bytes"] < 8 * 2**20
     assert not any(output.get("output_type") == "error" for output in outputs)
+
+
+FRAGMENTS_THEN_FREES = [
+    "import numpy as np\nfrom autograder import checks\nchecks.start_tracing()",
+    # A million Python floats, dropped: glibc keeps the freed heap block and carves the
+    # next large array out of it, so freeing that array gives no memory back to the OS.
+    "junk = np.arange(3_000_000, dtype=float).tolist()\ndel junk",
+    'grid = np.ones(8_000_000)\nchecks.track(grid, "grid")',
+    "grid = None",
+    'checks.assert_freed("grid", expected_nbytes=64_000_000)',
+]
+
+
+def graded(nb_cells: list[str], index: int) -> nbformat.NotebookNode:
+    """Cell ``index`` is the graded test; the set-up and tracking cells are the instructor's."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in nb_cells]
+    for number, locked in ((0, "setup"), (2, "track")):
+        nb.cells[number].metadata["nbgrader"] = {
+            "grade": False,
+            "grade_id": locked,
+            "solution": False,
+            "locked": True,
+        }
+    nb.cells[index].metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "freed_test",
+        "points": 1,
+        "solution": False,
+        "locked": True,
+    }
+    return nb
+
+
+def test_resident_memory_that_stays_after_an_honest_free_flags_nothing(work):
+    """Heap reuse keeps a freed array resident exactly as a hidden copy would: the grader
+    records what it saw for the instructor, and neither flags nor distrusts the result."""
+    nb = graded(FRAGMENTS_THEN_FREES, 4)
+    execute = ProtectedExecute(evidence_dir=str(work.parent / "runs"), timeout=60)
+    resources = {"metadata": {"path": str(work)}, "nbgrader": {"student": "s", "notebook": "n"}}
+    execute.preprocess(nb, resources)
+    record = resources["autograder"]
+    assert record["status"] == "graded" and record["evidence"] == [] and record["flags"] == []
+    assert not any(output.get("output_type") == "error" for output in nb.cells[4].outputs)
+    cells = record["cells"]
+    fell = cells[2]["rss_bytes"] - min(cells[3]["rss_bytes"], cells[4]["rss_bytes"])
+    if fell < 32 * 10**6:  # the allocator kept it: seen, and only recorded
+        assert [o["flag"] for o in record["observations"]] == ["rss-not-freed"]
+    else:
+        assert record["observations"] == []
+
+
+def test_resident_memory_joins_the_case_against_a_flagged_notebook(work):
+    """Beside other evidence (a static flag), what RSS showed is part of the instructor's
+    case, and the student reads what to change, not figures."""
+    cells = [*FRAGMENTS_THEN_FREES]
+    cells[3] = "grid = None\nimport os\nos._exit  # named, never called: a static flag"
+    nb = graded(cells, 4)
+    execute = ProtectedExecute(evidence_dir=str(work.parent / "runs"), timeout=60)
+    resources = {"metadata": {"path": str(work)}, "nbgrader": {"student": "s", "notebook": "n"}}
+    execute.preprocess(nb, resources)
+    record = resources["autograder"]
+    assert record["status"] == "flagged" and "exits-kernel" in record["flags"]
+    assert {o["flag"] for o in record["observations"]} <= set(record["flags"])
+    distrusted = nb.cells[4].outputs[0]
+    assert distrusted["ename"] == "IntegrityError"
+    assert "in cell 4, the notebook kills or stops the kernel" in distrusted["evalue"]
+    assert "Remove that code" in distrusted["evalue"]
+    assert not any(ch.isdigit() for ch in distrusted["evalue"].split("cell 4")[1])  # no figures
