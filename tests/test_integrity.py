@@ -42,6 +42,8 @@ SUBMISSIONS = ROOT / "tests" / "submissions"
 EXERCISES = "04_exercises_free_and_budget_memory"
 QUIZ = "02_quiz_what_del_frees"
 LESSON = "01_lesson_free_large_arrays"
+LESSON_2 = "03_lesson_views_temporaries_and_budgets"
+LESSONS = (LESSON, LESSON_2)
 
 
 # --------------------------------------------------------------------------------------
@@ -283,26 +285,26 @@ def run_notebooks(notebooks: list[list[nbformat.NotebookNode]]) -> list[Notebook
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [EXERCISES, QUIZ, LESSON])
+@pytest.mark.parametrize("name", [EXERCISES, QUIZ, *LESSONS])
 def test_instructor_notebooks_raise_no_evidence(name: str) -> None:
     source = instructor(name)
     assert scan_notebook(source, restored_ids(source)) == []
     assert scan_notebook(source) == []
-    if name != LESSON:
+    if name not in LESSONS:
         assert inspect_cells(source, released(name), instructor_sources(source)) == []
         assert inspect_cells(released(name), released(name), instructor_sources(source)) == []
 
 
 def test_every_student_cell_of_the_course_is_honest() -> None:
     """Each solution and lesson cell on its own, and every edit of every example submission."""
-    for name in (EXERCISES, QUIZ, LESSON):
+    for name in (EXERCISES, QUIZ, *LESSONS):
         nb = instructor(name)
         for index, cell in enumerate(nb.cells):
             meta = cell.metadata.get("nbgrader", {})
             if cell.cell_type == "code" and (
                 not meta or meta.get("solution") or not meta.get("locked")
             ):
-                strict = name != LESSON
+                strict = name not in LESSONS
                 assert scan_code(cell.source, f"{name} cell {index + 1}", strict=strict) == [], (
                     cell.source
                 )
@@ -670,8 +672,10 @@ def test_probe_is_silent_on_honest_notebooks(kernel_runs: dict[str, NotebookRun]
 @pytest.mark.slow
 def test_probe_is_silent_on_every_honest_example_and_the_lesson() -> None:
     """(b), wider: every example submission (wrong answers, tracebacks, Out.clear(), %xdel...)
-    and the lesson (matplotlib, its own sys.last_* juggling), each in a kernel with the probe."""
-    jobs: dict[str, list[nbformat.NotebookNode]] = {"lesson": instructor(LESSON).cells}
+    and the lessons (matplotlib, a real uncaught error, np.memmap), each in a kernel with the probe."""
+    jobs: dict[str, list[nbformat.NotebookNode]] = {
+        name: instructor(name).cells for name in LESSONS
+    }
     for example in load_examples(SUBMISSIONS):
         for notebook in example.notebooks or (EXERCISES, QUIZ):
             nb = instructor(notebook) if example.base == "source" else released(notebook)
