@@ -129,6 +129,9 @@ def _children(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
     if isinstance(value, types.FunctionType):
         yield from _function_children(value, where)
         return
+    if isinstance(value, memoryview):
+        yield f"{where}.obj", value.obj, ""
+        return
     if isinstance(value, types.MethodType):
         yield f"{where}.__self__", value.__self__, ""
         return
@@ -399,3 +402,6 @@ def forget_last_error() -> None:
     shell = _shell()
     if shell is not None and getattr(shell, "InteractiveTB", None) is not None:
         shell.InteractiveTB.tb = None
+    # In a kernel the failed cell's frames are left in a reference cycle (IPython's run_code
+    # frame holds the cell's result, which holds the exception): only the collector frees them.
+    gc.collect()
