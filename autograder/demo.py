@@ -140,6 +140,11 @@ def score_table(graded: list[GradedExample]) -> str:
     return format_table(header, rows)
 
 
+def _shown(folder: Path, root: Path) -> str:
+    """The folder as the instructor would write it: relative to the course when inside it."""
+    return str(folder.relative_to(root)) if folder.is_relative_to(root) else str(folder)
+
+
 def run_demo(
     root: Path,
     *,
@@ -149,7 +154,9 @@ def run_demo(
 ) -> int:
     """Release, grade the examples in a fresh workspace, print the table. 0 when every golden result holds."""
     folders = (
-        [examples_dir] if examples_dir else [root / "tests" / name for name in EXAMPLE_FOLDERS]
+        [examples_dir.resolve()]
+        if examples_dir
+        else [root / "tests" / name for name in EXAMPLE_FOLDERS]
     )
     workspace = (workspace or root / "grading-demo").resolve()
     shutil.rmtree(workspace, ignore_errors=True)  # the demo's own folder: always start clean
@@ -160,7 +167,7 @@ def run_demo(
     print(f"Released {len(released)} notebooks into {course.release.relative_to(root)}/")
     examples = [example for folder in folders for example in load_examples(folder)]
     print(
-        f"Grading {len(examples)} example submissions from {', '.join(str(f.relative_to(root)) for f in folders)} ...",
+        f"Grading {len(examples)} example submissions from {', '.join(_shown(f, root) for f in folders)} ...",
         flush=True,
     )
     # Every example's cells finish in a second or two: 10 s a cell keeps the one that hangs short.
