@@ -271,6 +271,7 @@ def grade(
     cell_timeout: float | None = None,
     notebook_timeout: float | None = None,
     student_timeout: float | None = None,
+    interrupt_grace: float | None = None,
     progress: bool = True,
     plots: bool = True,
     announce: Callable[[str], None] | None = None,
@@ -290,6 +291,7 @@ def grade(
         ("timeout", cell_timeout),
         ("notebook_timeout", notebook_timeout),
         ("student_timeout", student_timeout),
+        ("interrupt_grace", interrupt_grace),
     ):
         if value is not None:
             overrides["ProtectedExecute"][name] = value
