@@ -378,12 +378,14 @@ class ProtectedExecute(Execute):
         budget = _Budget(self.timeout, started + self.notebook_timeout, started + student_left)
         run.limits = {**time_limits.to_json(), "student_left": round(student_left, 3)}
         static = self._static_read(nb, run)
-        if student_left <= 0:  # the student's time is spent: no kernel at all
-            self._stop(nb, run, 0, "student", "the notebook was not started")
-        else:
-            with self.setup_kernel():
-                self._run_cells(nb, run, static, budget)
-        clock.used += time.monotonic() - started
+        try:
+            if student_left <= 0:  # the student's time is spent: no kernel at all
+                self._stop(nb, run, 0, "student", "the notebook was not started")
+            else:
+                with self.setup_kernel():
+                    self._run_cells(nb, run, static, budget)
+        finally:  # a kernel that failed to start took the student's time too
+            clock.used += time.monotonic() - started
         run.seconds = round(time.monotonic() - started, 3)
         if run.evidence and run.status == "graded":
             run.raise_status("flagged", "; ".join(run.flags))
@@ -558,7 +560,7 @@ class ProtectedExecute(Execute):
         except KernelNotAnswering:
             run_sync(self._kill_kernel)()
             place = "before any cell" if where == "start" else f"before cell {index + 1}"
-            extra = " before the kernel answered the grader, so it was stopped"
+            extra = " and the kernel was stopped"
             self._stop(nb, run, index, limit, f"the notebook stopped {place}", extra)
             return None
 
@@ -567,7 +569,7 @@ class ProtectedExecute(Execute):
             "cell": f"the {self.timeout:g} s limit of a cell",
             "notebook": f"the {self.notebook_timeout:g} s limit of the notebook",
             "student": f"the {self.student_timeout:g} s limit on all of this student's notebooks",
-            "probe": f"the {self.probe_timeout:g} s the grader waits for the kernel to answer",
+            "probe": f"the {self.probe_timeout:g} s the kernel has to answer the grader's check",
         }[limit]
 
     def _stop(

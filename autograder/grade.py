@@ -286,15 +286,13 @@ def grade(
     """
     started = time.monotonic()
     report_dir = (report_dir or course.root / "grading-report").resolve()
-    overrides = _overrides(course, report_dir, memory_bytes)
-    for name, value in (
-        ("timeout", cell_timeout),
-        ("notebook_timeout", notebook_timeout),
-        ("student_timeout", student_timeout),
-        ("interrupt_grace", interrupt_grace),
-    ):
-        if value is not None:
-            overrides["ProtectedExecute"][name] = value
+    timing = {
+        "timeout": cell_timeout,
+        "notebook_timeout": notebook_timeout,
+        "student_timeout": student_timeout,
+        "interrupt_grace": interrupt_grace,
+    }
+    overrides = _overrides(course, report_dir, memory_bytes, timing)
     time_limits = _time_limits(course, overrides)
     notebooks = _assignment_notebooks(course)
     run = GradingRun(report_dir, limits=time_limits)
@@ -326,7 +324,9 @@ def grade(
     return run
 
 
-def _overrides(course: Course, report_dir: Path, memory_bytes: int | None) -> dict[str, Any]:
+def _overrides(
+    course: Course, report_dir: Path, memory_bytes: int | None, timing: dict[str, float | None]
+) -> dict[str, Any]:
     """Configuration the workers put over the course's nbgrader_config.py."""
     overrides: dict[str, dict[str, Any]] = {
         "CourseDirectory": {
@@ -340,6 +340,8 @@ def _overrides(course: Course, report_dir: Path, memory_bytes: int | None) -> di
     }
     if memory_bytes:
         overrides["SandboxedKernelManager"]["memory_bytes"] = memory_bytes
+    # Not `if value`: a limit of 0 is an error to report, not "the default".
+    overrides["ProtectedExecute"].update({k: v for k, v in timing.items() if v is not None})
     return overrides
 
 
