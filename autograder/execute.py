@@ -211,9 +211,8 @@ class KernelNotAnswering(Exception):
 
 @dataclass
 class _Budget:
-    """When each limit of one notebook runs out (``time.monotonic()``)."""
+    """When the notebook's and the student's time run out (``time.monotonic()``)."""
 
-    cell: float
     notebook_end: float
     student_end: float
 
@@ -375,7 +374,7 @@ class ProtectedExecute(Execute):
         clock = limits.student_clock(run.student, run.notebook)
         started = time.monotonic()
         student_left = clock.remaining(self.student_timeout)
-        budget = _Budget(self.timeout, started + self.notebook_timeout, started + student_left)
+        budget = _Budget(started + self.notebook_timeout, started + student_left)
         run.limits = {**time_limits.to_json(), "student_left": round(student_left, 3)}
         static = self._static_read(nb, run)
         try:
@@ -585,7 +584,8 @@ class ProtectedExecute(Execute):
         why = f"{where}: {self._limit_text(limit)} ran out{extra}"
         self._not_run(nb, start, why)
         run.ended_by = limit
-        run.raise_status("timed out", why)
+        if STATUSES.index(run.status) >= STATUSES.index("timed out"):  # the stop is the news
+            run.status, run.reason = "timed out", why
 
     # -- evidence ------------------------------------------------------------------------------
 
