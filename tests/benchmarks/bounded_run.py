@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shutil
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 from autograder.course import Course
 from autograder.examples import load_examples, write_submission
 from autograder.grade import grade
-from autograder.limits import duration
+from autograder.limits import NOTEBOOK_OVERHEAD, RUN_OVERHEAD, duration
 from autograder.release import release
 from autograder.table import format_table, points
 
@@ -129,6 +130,14 @@ def _report(run, wall: float, args: argparse.Namespace) -> int:
         f"against a worst case of {per_student:.0f} s a student "
         f"(limits: {args.cell} s a cell, {args.notebook} s a notebook, {args.student} s a "
         f"student, {args.grace:g} s grace)."
+    )
+    # What the bound allows for time outside the notebooks' own runs, against what it took.
+    rounds = math.ceil(len(run.students) / args.workers)
+    allowance = RUN_OVERHEAD + rounds * 2 * NOTEBOOK_OVERHEAD
+    outside = wall - sum(s["seconds"] for s in run.students) / args.workers
+    print(
+        f"Outside the notebooks' own runs (start-up, nbgrader's steps around each notebook): "
+        f"about {outside:.0f} s, against {allowance:.0f} s the bound allows for it."
     )
     stopped = all(
         any(n["ended_by"] == "cell" for n in s["notebooks"])
