@@ -24,6 +24,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
+from autograder import limits
 from autograder.course import hidden_from_students
 from autograder.execute import ProtectedExecute
 from autograder.preprocessors import FlagInGradebook, InspectSubmission
@@ -57,10 +58,14 @@ c.Autograde.autograde_preprocessors = [
 # A graded cell a student deleted is put back (and run), not silently scored 0.
 c.OverwriteCells.add_missing_cells = True
 
+# Time limits, enforced from outside the kernel (defaults and what they mean: autograder.limits).
+# Past a limit the cell is interrupted, and killed if it has not answered within the grace.
+c.ProtectedExecute.timeout = limits.CELL_TIMEOUT  # seconds per cell
+c.ProtectedExecute.notebook_timeout = limits.NOTEBOOK_TIMEOUT  # seconds per notebook
+c.ProtectedExecute.student_timeout = limits.STUDENT_TIMEOUT  # seconds per student, all notebooks
+c.ProtectedExecute.interrupt_grace = limits.INTERRUPT_GRACE  # seconds to answer an interrupt
 # Limits on every student kernel (autograder.sandbox); as root it also runs as an
 # unprivileged user with no network and cannot see the instructor's files.
-c.ProtectedExecute.timeout = 60  # seconds per cell
-c.ProtectedExecute.notebook_timeout = 600  # seconds per notebook
 # Not the notebook's folder on sys.path: a submitted autograder/ folder must not shadow the package.
 # Plain tracebacks: IPython's default (Context) analyses every frame's source file with
 # stack_data, which under tracemalloc took 5 s for one failed check (0.04 s plain).

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from . import limits
 from .course import ASSIGNMENT, Course, NbgraderError, find_course_root
 from .grade import GradingError
 
@@ -47,7 +49,9 @@ def _grade(args: argparse.Namespace) -> int:
         memory_bytes=args.memory_limit,
         cell_timeout=args.cell_timeout,
         notebook_timeout=args.notebook_timeout,
+        student_timeout=args.student_timeout,
         progress=not args.quiet,
+        announce=lambda line: print(line, flush=True),
     )
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
@@ -77,6 +81,47 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
     return value
+
+
+def _limit(name: str, maximum: float) -> Callable[[str], int]:
+    """An argparse type: a whole number of seconds, more than 0 and at most ``maximum``."""
+
+    def seconds(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+        try:
+            limits.check_seconds(name, value, maximum)
+        except limits.LimitError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    return seconds
+
+
+def _add_limits(grade: argparse.ArgumentParser) -> None:
+    # The longest cell or notebook whose CPU rlimit, with the default grace, fits the ceiling.
+    longest = limits.cpu_ceiling() - limits.CPU_MARGIN - limits.INTERRUPT_GRACE
+    grade.add_argument(
+        "--cell-timeout",
+        type=_limit("cell limit", longest),
+        metavar="S",
+        help=f"seconds a cell may run (default: {limits.CELL_TIMEOUT})",
+    )
+    grade.add_argument(
+        "--notebook-timeout",
+        type=_limit("notebook limit", longest),
+        metavar="S",
+        help=f"seconds a notebook may run (default: {limits.NOTEBOOK_TIMEOUT})",
+    )
+    grade.add_argument(
+        "--student-timeout",
+        type=_limit("student limit", limits.MAX_CPU_SECONDS),
+        metavar="S",
+        help=f"seconds all of a student's notebooks may run together "
+        f"(default: {limits.STUDENT_TIMEOUT})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,10 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--memory-limit", type=_bytes, help="memory per student kernel, e.g. 3G (default: 3G)"
     )
-    grade.add_argument("--cell-timeout", type=_positive, help="seconds per cell (default: 60)")
-    grade.add_argument(
-        "--notebook-timeout", type=_positive, help="seconds per notebook (default: 600)"
-    )
+    _add_limits(grade)
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
     return parser

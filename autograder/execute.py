@@ -12,9 +12,13 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
 4. after every cell, the kernel's resident memory read by this process, which
    no code in the kernel can fake, and around a test that calls ``assert_peak_below``
    its peak (reset before the cell), which memory the tracer misses cannot hide from;
-5. a kernel that dies or a notebook that runs out of time: the cells that ran
-   keep their grades, the rest score 0 with a message;
-6. a test whose result the evidence contradicts is given an error output, so
+5. time limits on every cell, the notebook and the student's notebooks together
+   (``autograder.limits``), enforced from here: past its limit a cell is interrupted,
+   and a kernel that has not answered after a short grace is killed with everything
+   it started; nothing more is sent to a kernel that has not answered;
+6. a kernel that dies or a notebook that is stopped: the cells that ran keep their
+   grades, the rest score 0 with a message that says where and why it stopped;
+7. a test whose result the evidence contradicts is given an error output, so
    nbgrader scores it 0, and the evidence is recorded for the instructor.
 
 What happened is written as JSON beside the run (``evidence_dir``) and passed
@@ -24,9 +28,12 @@ on in ``resources["autograder"]`` for the preprocessors after it.
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import json
 import re
 import secrets
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,13 +42,13 @@ from typing import Any
 
 import psutil
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
-from nbclient.util import run_sync
+from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
-from traitlets import Bool, Enum, Float, Integer, Unicode
+from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, validate
 
-from . import integrity
+from . import integrity, limits
 from .sandbox import SandboxedKernelManager  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
 
 # Statuses of a graded notebook, most serious first (a notebook gets the first that applies).
@@ -79,6 +86,10 @@ class NotebookRun:
     cells: list[CellRecord] = field(default_factory=list)
     sandbox: str = ""
     seconds: float = 0.0
+    # The limit that stopped the notebook early ("cell", "notebook", "student", "probe"), or
+    # None when it ran to its end (a cell may still have been interrupted and the rest run).
+    ended_by: str | None = None
+    limits: dict[str, float] = field(default_factory=dict)  # the limits it ran under
 
     @property
     def flags(self) -> list[str]:
@@ -216,11 +227,86 @@ def _student_words(item: dict[str, str]) -> str:
     return f"in {item['cell']}, the notebook {what}."
 
 
-class ProtectedExecute(Execute):
-    """nbgrader's Execute, contained, probed and measured from outside."""
+class KernelNotAnswering(Exception):
+    """The kernel did not finish a request of the grader's in the time it had."""
 
+
+@dataclass
+class _Budget:
+    """When the notebook's and the student's time run out (``time.monotonic()``)."""
+
+    notebook_end: float
+    student_end: float
+
+    def next(self, step: float, step_limit: str = "cell") -> tuple[float, str]:
+        """Seconds the next step may take, and the limit that sets them (the nearest)."""
+        now = time.monotonic()
+        return min(
+            [
+                (step, step_limit),
+                (self.notebook_end - now, "notebook"),
+                (self.student_end - now, "student"),
+            ],
+            key=lambda option: option[0],
+        )
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a cell run under a limit ended."""
+
+    kind: str  # "done", "interrupted" (answered the interrupt), "killed", "died", "no-iopub"
+    interrupted: bool = False
+    detail: str = ""
+
+
+async def _settles(task: asyncio.Future, seconds: float) -> bool:
+    done, _ = await asyncio.wait({task}, timeout=max(0.0, seconds))
+    return bool(done)
+
+
+def _ending(task: asyncio.Future, ok: str, interrupted: bool) -> _Ending:
+    error = task.exception()
+    if error is None:
+        return _Ending(ok, interrupted)
+    if isinstance(error, DeadKernelError):
+        return _Ending("died", interrupted)
+    if isinstance(error, CellTimeoutError):  # nbclient: the reply came, IOPub fell silent
+        return _Ending("no-iopub", interrupted, str(error).splitlines()[0])
+    raise error
+
+
+# Seconds to let nbclient notice a killed kernel (it looks every second) before giving up on it.
+_KILL_SETTLE = 5.0
+
+
+class ProtectedExecute(Execute):
+    """nbgrader's Execute, contained, probed, measured and timed from outside."""
+
+    timeout = Integer(
+        limits.CELL_TIMEOUT,
+        help="Seconds a cell may run: past them it is interrupted, and killed (with the rest "
+        "of the notebook not run) if it does not answer within interrupt_grace.",
+    ).tag(config=True)
     notebook_timeout = Integer(
-        900, help="Seconds a whole notebook may run; cells after that are not run (score 0)."
+        limits.NOTEBOOK_TIMEOUT,
+        help="Seconds a whole notebook may run, kernel start included; a cell running when "
+        "they run out is stopped, and the cells after it are not run (score 0).",
+    ).tag(config=True)
+    student_timeout = Integer(
+        limits.STUDENT_TIMEOUT,
+        help="Seconds all of one student's notebooks may run together; then the running "
+        "cell is stopped and the student's later cells and notebooks are not run.",
+    ).tag(config=True)
+    interrupt_grace = Float(
+        limits.INTERRUPT_GRACE,
+        help="Seconds an interrupted kernel has to answer before it is killed, with "
+        "everything it started.",
+    ).tag(config=True)
+    probe_timeout = Float(
+        limits.PROBE_TIMEOUT,
+        help="Seconds the kernel has to answer the integrity probe; a kernel that does "
+        "not is stopped like a cell over its limit.",
     ).tag(config=True)
     max_output_bytes = Integer(
         2 * 2**20,
@@ -262,6 +348,35 @@ class ProtectedExecute(Execute):
         kwargs.setdefault("kernel_manager_class", "autograder.sandbox.SandboxedKernelManager")
         super().__init__(*args, **kwargs)
 
+    @validate("timeout", "notebook_timeout", "student_timeout", "interrupt_grace", "probe_timeout")
+    def _limit_in_seconds(self, proposal: Any) -> Any:
+        # nbclient reads a timeout of None, 0 or -1 as "no limit": here every limit holds.
+        try:
+            limits.check_seconds(proposal.trait.name, proposal.value, limits.MAX_CPU_SECONDS)
+        except limits.LimitError as error:
+            raise TraitError(f"ProtectedExecute.{proposal.trait.name}: {error}") from None
+        return proposal.value
+
+    def time_limits(self) -> limits.TimeLimits:
+        """This preprocessor's limits, checked together (LimitError)."""
+        return limits.TimeLimits(
+            cell=self.timeout,
+            notebook=self.notebook_timeout,
+            student=self.student_timeout,
+            interrupt_grace=self.interrupt_grace,
+        )
+
+    def create_kernel_manager(self) -> Any:
+        km = super().create_kernel_manager()
+        if isinstance(km, SandboxedKernelManager):  # a last line that never fires first
+            km.cpu_seconds = self.time_limits().cpu_seconds
+        return km
+
+    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
+        # A cell's limit is enforced by _execute_within (interrupt, then kill); nbclient's own
+        # would interrupt, fake a reply and send the next cell to a kernel that never answered.
+        return None if cell is not None else super()._get_timeout(cell)
+
     # -- the cell loop -------------------------------------------------------------------------
 
     def preprocess(
@@ -269,6 +384,7 @@ class ProtectedExecute(Execute):
     ) -> tuple[NotebookNode, Any]:
         from nbclient import NotebookClient
 
+        time_limits = self.time_limits()  # before anything starts: limits that cannot hold fail
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
@@ -277,90 +393,20 @@ class ProtectedExecute(Execute):
         info = (resources or {}).get("nbgrader", {})
         run = NotebookRun(student=info.get("student", "?"), notebook=info.get("notebook", "?"))
         run.cells = [CellRecord(index, _grade_id(cell)) for index, cell in enumerate(nb.cells)]
+        clock = limits.student_clock(run.student, run.notebook)
         started = time.monotonic()
-
-        # 1. Static read, before any student code runs. Evidence in cell i taints every test after i.
-        static = [(self._cell_index(nb, item.cell), item) for item in integrity.scan_notebook(nb)]
-        for item in nb.metadata.get("autograder", {}).get("inspection", []):
-            run.evidence.append(
-                item
-            )  # cells edited before sanitizing: restored, so no credit was at stake
-        for _, item in static:
-            run.evidence.append(self._evidence_dict(item))
-
-        with self.setup_kernel():
-            assert self.kc is not None
-            # PromptKernelClient already has the kernel's info; another client asks again.
-            reply = getattr(self.kc, "ready_reply", None) or self.wait_for_reply(
-                self.kc.kernel_info()
-            )
-            if reply:
-                self.nb.metadata["language_info"] = reply["content"]["language_info"]
-            run.sandbox = getattr(self.km, "sandbox_description", "")
-            pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
-            if self.probe_kernel:
-                self._probe(run, "start")  # the baseline, before any student cell
-            for index, cell in enumerate(nb.cells):
-                record = run.cells[index]
-                if time.monotonic() - started > self.notebook_timeout:
-                    self._not_run(nb, index, "the notebook ran out of time")
-                    run.raise_status(
-                        "timed out", f"the notebook took over {self.notebook_timeout} s"
-                    )
-                    break
-                test = cell.cell_type == "code" and is_grade(cell)
-                probe_evidence = (
-                    self._probe(run, record.grade_id or f"cell {index + 1}")
-                    if test and self.probe_kernel
-                    else []
-                )
-                budgets = _budgets(cell.source) if test and self.rss_peak_allowance else []
-                if budgets:
-                    record.rss_start_bytes = _reset_peak_rss(pid)
-                cell_started = time.monotonic()
-                try:
-                    self.preprocess_cell(cell, resources, index)
-                except (DeadKernelError, CellTimeoutError) as error:
-                    record.ran = True
-                    if self._kernel_alive():  # nbclient gave up waiting, but the kernel lives
-                        cell.outputs.append(
-                            _error_output(
-                                "CellTimeoutError",
-                                f"No reply from the kernel in time: {str(error).splitlines()[0]}",
-                            )
-                        )
-                        run.raise_status("timed out", f"cell {index + 1} did not finish in time")
-                        continue
-                    cell.outputs.append(
-                        _error_output(
-                            "KernelDied",
-                            "The kernel stopped while running this cell (it exited, crashed or ran "
-                            "out of memory). The cells after it were not run.",
-                        )
-                    )
-                    run.raise_status("kernel died", f"the kernel died in cell {index + 1}")
-                    self._not_run(nb, index + 1, "the kernel died before this cell")
-                    break
-                record.ran = cell.cell_type == "code" and bool(cell.source.strip())
-                record.seconds = round(time.monotonic() - cell_started, 3)
-                record.rss_bytes = _tree_rss(pid)
-                if record.rss_start_bytes is not None:
-                    record.rss_peak_bytes = _peak_rss(pid)
-                errors = {
-                    o.get("ename") for o in cell.get("outputs", []) if o.output_type == "error"
-                }
-                if "CellTimeoutError" in errors:
-                    run.raise_status("timed out", f"cell {index + 1} ran over {self.timeout} s")
-                if "MemoryError" in errors:
-                    run.raise_status("over memory", f"cell {index + 1} ran out of memory")
-                if test:
-                    tainted = [
-                        self._evidence_dict(e) for i, e in static if i < index
-                    ] + probe_evidence
-                    tainted += self._rss_evidence(nb, run, index)
-                    tainted += self._peak_evidence(cell, run.cells[index], budgets, run)
-                    if tainted and _passed(cell):
-                        self._distrust(cell, tainted)
+        student_left = clock.remaining(self.student_timeout)
+        budget = _Budget(started + self.notebook_timeout, started + student_left)
+        run.limits = {**time_limits.to_json(), "student_left": round(student_left, 3)}
+        static = self._static_read(nb, run)
+        try:
+            if student_left <= 0:  # the student's time is spent: no kernel at all
+                self._stop(nb, run, 0, "student", "the notebook was not started")
+            else:
+                with self.setup_kernel():
+                    self._run_cells(nb, run, static, budget)
+        finally:  # a kernel that failed to start took the student's time too
+            clock.used += time.monotonic() - started
         run.seconds = round(time.monotonic() - started, 3)
         if run.evidence:  # doubted already: what RSS showed is part of the instructor's case
             run.evidence += run.observations
@@ -369,11 +415,201 @@ class ProtectedExecute(Execute):
         self._save(run, resources)
         return self.nb, self.resources
 
+    def _static_read(self, nb: NotebookNode, run: NotebookRun) -> list[tuple[int, Any]]:
+        """Before any student code runs. Evidence in cell i taints every test after i."""
+        static = [(self._cell_index(nb, item.cell), item) for item in integrity.scan_notebook(nb)]
+        # Cells edited before sanitizing: restored, so no credit was at stake.
+        run.evidence.extend(nb.metadata.get("autograder", {}).get("inspection", []))
+        run.evidence.extend(self._evidence_dict(item) for _, item in static)
+        return static
+
+    def _run_cells(
+        self, nb: NotebookNode, run: NotebookRun, static: list[tuple[int, Any]], budget: _Budget
+    ) -> None:
+        assert self.kc is not None
+        # PromptKernelClient already has the kernel's info; another client asks again.
+        reply = getattr(self.kc, "ready_reply", None) or self.wait_for_reply(self.kc.kernel_info())
+        if reply:
+            self.nb.metadata["language_info"] = reply["content"]["language_info"]
+        run.sandbox = getattr(self.km, "sandbox_description", "")
+        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+        # The baseline, before any student cell.
+        if self.probe_kernel and self._probe_within(nb, run, budget, 0, "start") is None:
+            return
+        for index in range(len(nb.cells)):
+            if not self._run_cell(nb, run, static, budget, index, pid):
+                return
+
+    def _run_cell(
+        self,
+        nb: NotebookNode,
+        run: NotebookRun,
+        static: list[tuple[int, Any]],
+        budget: _Budget,
+        index: int,
+        pid: int | None,
+    ) -> bool:
+        """Run one cell under its limits; False when the notebook stops here."""
+        cell, record = nb.cells[index], run.cells[index]
+        seconds, limit = budget.next(self.timeout)
+        if seconds <= 0:
+            self._stop(nb, run, index, limit, f"the notebook stopped before cell {index + 1}")
+            return False
+        test = cell.cell_type == "code" and is_grade(cell)
+        probe_evidence: list[dict[str, str]] | None = []
+        if test and self.probe_kernel:
+            probe_evidence = self._probe_within(nb, run, budget, index, record.grade_id)
+            if probe_evidence is None:
+                return False
+        budgets = _budgets(cell.source) if test and self.rss_peak_allowance else []
+        if budgets:
+            record.rss_start_bytes = _reset_peak_rss(pid)
+        seconds, limit = budget.next(self.timeout)
+        cell_started = time.monotonic()
+        ending = run_sync(self._execute_within)(cell, index, seconds)
+        record.ran = cell.cell_type == "code" and bool(cell.source.strip())
+        record.seconds = round(time.monotonic() - cell_started, 3)
+        if not self._after_limit(nb, run, index, ending, limit):
+            return False
+        record.rss_bytes = _tree_rss(pid)
+        if record.rss_start_bytes is not None:
+            record.rss_peak_bytes = _peak_rss(pid)
+        errors = {o.get("ename") for o in cell.get("outputs", []) if o.output_type == "error"}
+        if "MemoryError" in errors:
+            run.raise_status("over memory", f"cell {index + 1} ran out of memory")
+        if test:
+            tainted = [self._evidence_dict(e) for i, e in static if i < index] + probe_evidence
+            tainted += self._rss_evidence(nb, run, index)
+            tainted += self._peak_evidence(cell, run.cells[index], budgets, run)
+            if tainted and _passed(cell):
+                self._distrust(cell, tainted)
+        return True
+
     def _kernel_alive(self) -> bool:
         try:
             return bool(run_sync(self.km.is_alive)())
         except Exception:  # a manager that cannot even answer: treat the kernel as gone
             return False
+
+    # -- limits --------------------------------------------------------------------------------
+
+    async def _execute_within(self, cell: NotebookNode, index: int, seconds: float) -> _Ending:
+        """Run the cell for at most ``seconds``; then interrupt it, and kill the kernel if it
+        has not answered ``interrupt_grace`` seconds later."""
+        task = asyncio.ensure_future(self.async_execute_cell(cell, index, store_history=True))
+        if await _settles(task, seconds):
+            return _ending(task, "done", interrupted=False)
+        with contextlib.suppress(Exception):  # a kernel already gone: the wait below sees it
+            await ensure_async(self.km.interrupt_kernel())
+        if await _settles(task, self.interrupt_grace):
+            return _ending(task, "interrupted", interrupted=True)
+        await self._kill_kernel()
+        if not await _settles(task, _KILL_SETTLE):  # nbclient sees a dead kernel within 1 s
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)  # its DeadKernelError is expected
+        return _Ending("killed", interrupted=True)
+
+    async def _kill_kernel(self) -> None:
+        """Kill the kernel and everything it started, at once."""
+        if isinstance(self.km, SandboxedKernelManager):
+            await self.km.kill_leftovers()  # its process group, its uid's processes, orphans
+        else:
+            with contextlib.suppress(Exception):
+                await ensure_async(self.km.signal_kernel(signal.SIGKILL))
+
+    def _after_limit(
+        self, nb: NotebookNode, run: NotebookRun, index: int, ending: _Ending, limit: str
+    ) -> bool:
+        """Record how the cell ended; False when the notebook stops at it."""
+        cell, n = nb.cells[index], index + 1
+        if ending.kind == "done":
+            return True
+        if ending.kind == "no-iopub" and self._kernel_alive():  # it answered; IOPub lagged
+            detail = f"No reply from the kernel in time: {ending.detail}"
+            cell.outputs.append(_error_output("CellTimeoutError", detail))
+            run.raise_status("timed out", f"cell {n} did not finish in time")
+            return True
+        if ending.kind in ("died", "no-iopub"):
+            self._died(nb, run, index, ending.interrupted)
+            return False
+        over = self._limit_text(limit)
+        if ending.kind == "interrupted" and limit == "cell":  # it answered: the notebook goes on
+            cell.outputs.append(
+                _error_output("CellTimeoutError", f"This cell ran past {over} and was interrupted.")
+            )
+            run.raise_status("timed out", f"cell {n} ran over its {self.timeout:g} s limit")
+            return True
+        killed = ending.kind == "killed"
+        what = (
+            f"did not answer the interrupt within {self.interrupt_grace:g} s, so the kernel was "
+            "stopped"
+            if killed
+            else "was interrupted"
+        )
+        cell.outputs.append(
+            _error_output(
+                "CellTimeoutError",
+                f"This cell ran past {over} and {what}. The cells after it were not run.",
+            )
+        )
+        extra = " and the kernel did not answer the interrupt" if killed else ""
+        self._stop(nb, run, index + 1, limit, f"the notebook stopped at cell {n}", extra)
+        return False
+
+    def _died(self, nb: NotebookNode, run: NotebookRun, index: int, interrupted: bool) -> None:
+        n = index + 1
+        when = ", as it was interrupted at its time limit" if interrupted else ""
+        nb.cells[index].outputs.append(
+            _error_output(
+                "KernelDied",
+                f"The kernel stopped while running this cell{when} (it exited, crashed or ran "
+                "out of memory). The cells after it were not run.",
+            )
+        )
+        run.raise_status("kernel died", f"the kernel died in cell {n}{when}")
+        self._not_run(nb, index + 1, f"the notebook stopped at cell {n}: the kernel died")
+
+    def _probe_within(
+        self, nb: NotebookNode, run: NotebookRun, budget: _Budget, index: int, where: str | None
+    ) -> list[dict[str, str]] | None:
+        """The probe's evidence; None when the kernel did not answer it in time (it is then
+        killed, and the notebook stopped: nothing more is sent to it)."""
+        seconds, limit = budget.next(self.probe_timeout, "probe")
+        if seconds <= 0:
+            self._stop(nb, run, index, limit, f"the notebook stopped before cell {index + 1}")
+            return None
+        try:
+            return self._probe(run, where or f"cell {index + 1}", seconds)
+        except KernelNotAnswering:
+            run_sync(self._kill_kernel)()
+            place = "before any cell" if where == "start" else f"before cell {index + 1}"
+            extra = " and the kernel was stopped"
+            self._stop(nb, run, index, limit, f"the notebook stopped {place}", extra)
+            return None
+
+    def _limit_text(self, limit: str) -> str:
+        return {
+            "cell": f"the {self.timeout:g} s limit of a cell",
+            "notebook": f"the {self.notebook_timeout:g} s limit of the notebook",
+            "student": f"the {self.student_timeout:g} s limit on all of this student's notebooks",
+            "probe": f"the {self.probe_timeout:g} s the kernel has to answer the grader's check",
+        }[limit]
+
+    def _stop(
+        self,
+        nb: NotebookNode,
+        run: NotebookRun,
+        start: int,
+        limit: str,
+        where: str,
+        extra: str = "",
+    ) -> None:
+        """The notebook stops: graded cells from ``start`` on score 0, saying where and why."""
+        why = f"{where}: {self._limit_text(limit)} ran out{extra}"
+        self._not_run(nb, start, why)
+        run.ended_by = limit
+        if STATUSES.index(run.status) >= STATUSES.index("timed out"):  # the stop is the news
+            run.status, run.reason = "timed out", why
 
     # -- evidence ------------------------------------------------------------------------------
 
@@ -388,18 +624,20 @@ class ProtectedExecute(Execute):
     def _evidence_dict(item: Any) -> dict[str, str]:
         return {"flag": item.flag, "cell": item.cell, "detail": item.detail}
 
-    def _probe(self, run: NotebookRun, where: str) -> list[dict[str, str]]:
+    def _probe(self, run: NotebookRun, where: str, seconds: float) -> list[dict[str, str]]:
+        """Evidence from the probe; KernelNotAnswering when it did not finish in ``seconds``."""
         nonce = secrets.token_hex(8)
         try:
-            text = run_sync(self._run_hidden)(integrity.probe_code(nonce))
+            text = run_sync(self._run_hidden)(integrity.probe_code(nonce), seconds)
         except DeadKernelError:
             return []  # the cell itself will report the dead kernel
         found = [self._evidence_dict(e) for e in integrity.read_probe(text, nonce, where)]
         run.evidence.extend(found)
         return found
 
-    async def _run_hidden(self, code: str, timeout: float = 10.0) -> str:
-        """Run code in the kernel outside the notebook: no history, no cell; return its stdout."""
+    async def _run_hidden(self, code: str, timeout: float = limits.PROBE_TIMEOUT) -> str:
+        """Run code in the kernel outside the notebook: no history, no cell; return its stdout.
+        KernelNotAnswering when the kernel has not finished it within ``timeout``."""
         assert self.kc is not None
         msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False)
         stdout: list[str] = []
@@ -408,7 +646,7 @@ class ProtectedExecute(Execute):
         while not idle:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return "".join(stdout)
+                raise KernelNotAnswering(f"no answer within {timeout:g} s")
             try:
                 message = await self.kc.iopub_channel.get_msg(timeout=remaining)
             except Empty:

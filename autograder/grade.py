@@ -12,6 +12,10 @@ For each student in ``submitted/<student>/<assignment>/``:
    student as soon as it is done (so a stopped run resumes), then
    ``report.json``, ``totals.csv`` and a memory plot per submission.
 
+Every cell, notebook and student has a time limit (``autograder.limits``), enforced
+from outside the kernel, so the longest the run can take is known before it starts:
+``grade`` announces it, and the progress bar shows what is left of it.
+
 Only this process reads the gradebook for the report; workers write grades
 through nbgrader, one student at a time each, retrying if SQLite is busy.
 """
@@ -20,9 +24,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +37,14 @@ from typing import Any
 
 import nbformat
 from nbgrader.api import Gradebook, MissingEntry
+from traitlets import TraitError
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
 
 from .course import Course, hidden_from_students, tool_environment
-from .execute import STATUSES
+from .execute import STATUSES, ProtectedExecute
 from .gradebook import cell_scores
+from .limits import LimitError, TimeLimits, duration, start_student
 from .plots import plot_memory
 from .submissions import StagedSubmission, stage
 from .table import format_table, points
@@ -53,6 +63,8 @@ class GradingRun:
     students: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already graded, resumed
     seconds: float = 0.0
+    limits: TimeLimits | None = None
+    worst_case_seconds: float = 0.0  # the longest the run could have taken, known before it
 
     @property
     def report_path(self) -> Path:
@@ -71,12 +83,11 @@ def _autograde_student(
 
     from nbgrader.apps.api import NbGraderAPI
     from sqlalchemy.exc import SAWarning
-    from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
 
     warnings.filterwarnings("ignore", category=SAWarning)  # nbgrader's own, harmless, per student
     config = PyFileConfigLoader("nbgrader_config.py", path=root).load_config()
     config.merge(Config(overrides))
+    start_student(student)  # one clock for the student's notebooks, retries included
     result: dict[str, Any] = {}
     for attempt in range(_LOCK_RETRIES):
         api = NbGraderAPI(config=config)
@@ -217,6 +228,8 @@ def _student_report(
                     if c.get("ran")
                 ],
                 "seconds": run.get("seconds"),
+                "ended_by": run.get("ended_by"),
+                "limits": run.get("limits", {}),
                 "sandbox": run.get("sandbox", ""),
                 "log": outcome.get("log", "")
                 if status == "ungradable" and not run and name not in staged.ungradable
@@ -229,6 +242,8 @@ def _student_report(
         "score": sum(e["score"] for e in entries),
         "max_score": sum(notebooks.values()),
         "flagged": any(e["flags"] for e in entries),
+        # how long the student's notebooks ran together (their time limit's clock)
+        "seconds": round(sum(e["seconds"] or 0 for e in entries), 3),
         "notebooks": entries,
         "notes": staged.notes,
     }
@@ -253,45 +268,71 @@ def grade(
     students: list[str] | None = None,
     report_dir: Path | None = None,
     memory_bytes: int | None = None,
-    cell_timeout: int | None = None,
-    notebook_timeout: int | None = None,
+    cell_timeout: float | None = None,
+    notebook_timeout: float | None = None,
+    student_timeout: float | None = None,
+    interrupt_grace: float | None = None,
     progress: bool = True,
     plots: bool = True,
+    announce: Callable[[str], None] | None = None,
 ) -> GradingRun:
     """Grade every submission (or ``students``) of ``course``; see the module docstring.
 
     ``workers`` defaults to the machine's cores. Already graded, unchanged
-    submissions are skipped unless ``force``.
+    submissions are skipped unless ``force``. The time limits default to the
+    course's ``nbgrader_config.py``; limits that cannot be enforced raise
+    :class:`autograder.limits.LimitError` before anything runs. ``announce`` is
+    given one line before the run: the worst case it can take.
     """
     started = time.monotonic()
     report_dir = (report_dir or course.root / "grading-report").resolve()
+    timing = {
+        "timeout": cell_timeout,
+        "notebook_timeout": notebook_timeout,
+        "student_timeout": student_timeout,
+        "interrupt_grace": interrupt_grace,
+    }
+    overrides = _overrides(course, report_dir, memory_bytes, timing)
+    time_limits = _time_limits(course, overrides)
     notebooks = _assignment_notebooks(course)
-    names = _students(course, students)
-    run = GradingRun(report_dir)
-    staging_root = report_dir / "staged"
+    run = GradingRun(report_dir, limits=time_limits)
+    staged, todo = _stage_all(course, run, notebooks, _students(course, students), force)
+    workers = max(1, workers or os.cpu_count() or 1)
+    graded_notebooks = sum(1 for points in notebooks.values() if points > 0)
+    run.worst_case_seconds = time_limits.run_worst_case(len(todo), workers, graded_notebooks)
+    if announce is not None:
+        announce(_worst_case_line(time_limits, len(todo), workers, graded_notebooks))
+    (report_dir / "students").mkdir(parents=True, exist_ok=True)
+    bar = (
+        _Progress(len(todo), workers, time_limits.student_worst_case(graded_notebooks), run)
+        if progress
+        else None
+    )
+    # Students with nothing to grade still get a record; the rest go to the pool.
+    pool_students = [s for s in todo if staged[s].staged]
+    for student in todo:
+        if not staged[student].staged:
+            _record_empty_submission(course, student)
+            outcome = {"success": True, "log": ""}
+            _finish(course, report_dir, staged[student], notebooks, outcome, run, bar, plots)
+    _grade_in_pool(course, pool_students, workers, overrides, staged, notebooks, run, bar, plots)
+    if bar is not None:
+        bar.close()
+    run.students.sort(key=lambda s: s["student"])
+    run.seconds = round(time.monotonic() - started, 2)
+    _write_reports(run, course, workers)
+    return run
 
-    staged: dict[str, StagedSubmission] = {}
-    todo: list[str] = []
-    graded_notebooks = [n for n, points in notebooks.items() if points > 0]
-    for student in names:
-        staged[student] = stage(
-            course.submitted / student / course.assignment,
-            staging_root / student / course.assignment,
-            graded_notebooks,
-            student,
-        )
-        previous = None if force else _previous(report_dir, student, staged[student].sha256)
-        if previous is not None:
-            run.students.append(previous)
-            run.skipped.append(student)
-        else:
-            todo.append(student)
 
+def _overrides(
+    course: Course, report_dir: Path, memory_bytes: int | None, timing: dict[str, float | None]
+) -> dict[str, Any]:
+    """Configuration the workers put over the course's nbgrader_config.py."""
     overrides: dict[str, dict[str, Any]] = {
         "CourseDirectory": {
             "root": str(course.root),
             "db_url": course.db_url,
-            "submitted_directory": os.path.relpath(staging_root, course.root),
+            "submitted_directory": os.path.relpath(report_dir / "staged", course.root),
             "autograded_directory": os.path.relpath(course.autograded, course.root),
         },
         "ProtectedExecute": {"evidence_dir": str(report_dir / "runs")},
@@ -299,39 +340,72 @@ def grade(
     }
     if memory_bytes:
         overrides["SandboxedKernelManager"]["memory_bytes"] = memory_bytes
-    if cell_timeout:
-        overrides["ProtectedExecute"]["timeout"] = cell_timeout
-    if notebook_timeout:
-        overrides["ProtectedExecute"]["notebook_timeout"] = notebook_timeout
+    # Not `if value`: a limit of 0 is an error to report, not "the default".
+    overrides["ProtectedExecute"].update({k: v for k, v in timing.items() if v is not None})
+    return overrides
 
-    (report_dir / "students").mkdir(parents=True, exist_ok=True)
-    workers = max(1, workers or os.cpu_count() or 1)
-    bar = _progress_bar(len(todo), workers) if progress else None
-    # Students with nothing to grade still get a record; the rest go to the pool.
-    pool_students = [s for s in todo if staged[s].staged]
-    for student in todo:
-        if not staged[student].staged:
-            _record_empty_submission(course, student)
-            _finish(
-                course,
-                report_dir,
-                staged[student],
-                notebooks,
-                {"success": True, "log": ""},
-                run,
-                bar,
-                plots,
-            )
+
+def _time_limits(course: Course, overrides: dict[str, Any]) -> TimeLimits:
+    """The limits the workers will grade under (the course's configuration, then
+    ``overrides``); LimitError when they cannot be enforced."""
+    config = Config()
+    if (course.root / "nbgrader_config.py").is_file():
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
+    config.merge(Config(overrides))
+    try:
+        return ProtectedExecute(config=config).time_limits()
+    except TraitError as error:
+        raise LimitError(str(error)) from None
+
+
+def _stage_all(
+    course: Course,
+    run: GradingRun,
+    notebooks: dict[str, float],
+    names: list[str],
+    force: bool,
+) -> tuple[dict[str, StagedSubmission], list[str]]:
+    """Stage every student; keep the reports of those already graded and unchanged."""
+    staged: dict[str, StagedSubmission] = {}
+    todo: list[str] = []
+    graded_notebooks = [n for n, points in notebooks.items() if points > 0]
+    for student in names:
+        staged[student] = stage(
+            course.submitted / student / course.assignment,
+            run.report_dir / "staged" / student / course.assignment,
+            graded_notebooks,
+            student,
+        )
+        previous = None if force else _previous(run.report_dir, student, staged[student].sha256)
+        if previous is not None:
+            run.students.append(previous)
+            run.skipped.append(student)
+        else:
+            todo.append(student)
+    return staged, todo
+
+
+def _grade_in_pool(
+    course: Course,
+    students: list[str],
+    workers: int,
+    overrides: dict[str, Any],
+    staged: dict[str, StagedSubmission],
+    notebooks: dict[str, float],
+    run: GradingRun,
+    bar: Any,
+    plots: bool,
+) -> None:
     # spawn: workers start clean (no inherited event loops or sockets), once each.
     with ProcessPoolExecutor(
-        max_workers=min(workers, max(1, len(pool_students))),
+        max_workers=min(workers, max(1, len(students))),
         mp_context=multiprocessing.get_context("spawn"),
     ) as pool:
         futures = {
             pool.submit(
                 _autograde_student, str(course.root), course.assignment, student, overrides
             ): student
-            for student in pool_students
+            for student in students
         }
         for future in as_completed(futures):
             student = futures[future]
@@ -339,14 +413,20 @@ def grade(
                 outcome = future.result()
             except Exception as error:  # a worker that crashed: this student only
                 outcome = {"success": False, "log": f"{type(error).__name__}: {error}"}
-            _finish(course, report_dir, staged[student], notebooks, outcome, run, bar, plots)
-    if bar is not None:
-        bar.close()
+            _finish(course, run.report_dir, staged[student], notebooks, outcome, run, bar, plots)
 
-    run.students.sort(key=lambda s: s["student"])
-    run.seconds = round(time.monotonic() - started, 2)
-    _write_reports(run, course, workers)
-    return run
+
+def _worst_case_line(time_limits: TimeLimits, students: int, workers: int, notebooks: int) -> str:
+    per_student = time_limits.student_worst_case(notebooks)
+    rounds = math.ceil(students / workers)
+    return (
+        f"Worst case: {duration(time_limits.run_worst_case(students, workers, notebooks))} "
+        f"for {students} student{'s' if students != 1 else ''} on {workers} "
+        f"worker{'s' if workers != 1 else ''} ({rounds} x {duration(per_student)} a student, "
+        f"plus start-up; limits: {time_limits.cell:g} s a cell, {time_limits.notebook:g} s a "
+        f"notebook, {time_limits.student:g} s a student, then {time_limits.interrupt_grace:g} s "
+        "to answer an interrupt)."
+    )
 
 
 def _record_empty_submission(course: Course, student: str) -> None:
@@ -361,12 +441,34 @@ def _record_empty_submission(course: Course, student: str) -> None:
         gradebook.db.commit()
 
 
-def _progress_bar(total: int, workers: int) -> Any:
-    from tqdm import tqdm
+class _Progress:
+    """tqdm's bar (its estimate comes from the students done so far), and beside it the
+    worst case still possible: every student left using all of their time."""
 
-    return tqdm(
-        total=total, unit="student", desc=f"grading ({workers} workers)", dynamic_ncols=True
-    )
+    def __init__(self, total: int, workers: int, per_student: float, run: GradingRun) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total, unit="student", desc=f"grading ({workers} workers)", dynamic_ncols=True
+        )
+        self.left, self.workers, self.per_student = total, workers, per_student
+        self.deadline = time.monotonic() + run.worst_case_seconds
+        self._show()
+
+    def update(self, n: int = 1) -> None:
+        self.left -= n
+        self.bar.update(n)
+        self._show()
+
+    def _show(self) -> None:
+        worst = min(
+            self.deadline - time.monotonic(),
+            math.ceil(self.left / self.workers) * self.per_student,
+        )
+        self.bar.set_postfix_str(f"worst case {duration(max(0.0, worst))} left")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _finish(
@@ -395,6 +497,8 @@ def _write_reports(run: GradingRun, course: Course, workers: int) -> None:
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "workers": workers,
         "seconds": run.seconds,
+        "worst_case_seconds": round(run.worst_case_seconds, 1),
+        "limits": run.limits.to_json() if run.limits else {},
         "students": run.students,
     }
     run.report_path.write_text(json.dumps(report, indent=1))

@@ -85,6 +85,8 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from traitlets import Bool, DottedObjectName, Instance, Integer, List, Type, Unicode, default
 
+from .limits import TimeLimits
+
 __all__ = [
     "Limits",
     "PromptKernelClient",
@@ -153,7 +155,8 @@ def _size(n: int) -> str:
 @dataclass(frozen=True)
 class Limits:
     memory_bytes: int = 3 * GiB
-    cpu_seconds: int = 600
+    # A last line behind the wall-clock limits the grader enforces (autograder.limits).
+    cpu_seconds: int = TimeLimits().cpu_seconds
     max_processes: int = 64
     max_file_bytes: int = 512 * MiB
     max_open_files: int = 256
@@ -916,7 +919,12 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     memory_bytes = Integer(Limits.memory_bytes, config=True, help="RLIMIT_AS of a kernel (bytes).")
-    cpu_seconds = Integer(Limits.cpu_seconds, config=True, help="RLIMIT_CPU of a kernel (s).")
+    cpu_seconds = Integer(
+        Limits.cpu_seconds,
+        config=True,
+        help="RLIMIT_CPU of a kernel (s). ProtectedExecute sets it from its time limits "
+        "(autograder.limits.TimeLimits.cpu_seconds), so that it never fires before them.",
+    )
     max_processes = Integer(
         Limits.max_processes, config=True, help="RLIMIT_NPROC (with a dedicated uid only)."
     )

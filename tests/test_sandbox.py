@@ -26,6 +26,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from nbclient import NotebookClient
 from traitlets.config import Config
 
+from autograder.limits import TimeLimits
 from autograder.sandbox import (
     Limits,
     PromptKernelClient,
@@ -489,7 +490,7 @@ def test_describe_says_what_is_applied():
     assert "\n" not in line
     for part in (
         "address space 1 GiB",
-        "CPU 600 s",
+        f"CPU {TimeLimits().cpu_seconds} s",  # the default: derived from the time limits
         "files 512 MiB",
         "256 open files",
         "BLAS threads 1",

@@ -1,0 +1,188 @@
+"""How long student code may run, in one place: the defaults, their checks, what follows.
+
+Three limits bound the time a student's code can hold a grading worker. The grading
+process enforces them from outside the kernel (``autograder.execute``), so no code in the
+kernel can ignore them:
+
+* ``cell``: one cell (``ProtectedExecute.timeout``, ``--cell-timeout``);
+* ``notebook``: one notebook, from its kernel's start (``ProtectedExecute.notebook_timeout``);
+* ``student``: all of one student's notebooks together (``ProtectedExecute.student_timeout``).
+
+A cell may run for the least of: the cell limit, what is left of the notebook's time and
+what is left of the student's. When that runs out the kernel is interrupted; a kernel
+that has not answered ``interrupt_grace`` seconds later (it ignores SIGINT, or is deep in
+a C call that never looks) is killed with everything it started. So one student holds a
+worker for at most :meth:`TimeLimits.student_worst_case`, and a whole run lasts at most
+:meth:`TimeLimits.run_worst_case`, both known before the run starts.
+
+The kernel's CPU rlimit (``autograder.sandbox``) is a last line behind these, derived
+from the notebook limit with a margin (:attr:`TimeLimits.cpu_seconds`): a single-threaded
+kernel cannot use more CPU time than wall time, so it never fires first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+from dataclasses import dataclass, field
+
+CELL_TIMEOUT = 60  # seconds a cell may run
+NOTEBOOK_TIMEOUT = 600  # seconds a notebook may run, kernel start to kill
+# Seconds all of one student's notebooks may run together: two notebooks at their limit.
+STUDENT_TIMEOUT = 1200
+# Seconds an interrupted kernel has to answer before it is killed. Answering means raising
+# KeyboardInterrupt and formatting its traceback: milliseconds for a loop in the student's
+# own cell, but 2 to 5 s on a loaded 2-core machine for a wait inside threading.py with
+# tracemalloc on (the assignment's set-up cell starts it). Killing a kernel that was about
+# to answer costs the student the rest of the notebook, so the grace is generous.
+INTERRUPT_GRACE = 10.0
+# Seconds the kernel has to answer the grader's integrity probe (a few ms when it is idle).
+PROBE_TIMEOUT = 10.0
+# The CPU rlimit is the notebook limit plus the grace plus this much.
+CPU_MARGIN = 30
+# The largest CPU rlimit the sandbox sets: a limit beyond a day is a typo, not a plan.
+MAX_CPU_SECONDS = 24 * 3600
+
+# For the worst-case bound: seconds a grading run spends outside the notebooks' own runs
+# (which the limits count, kernel start to kill): starting the workers, staging, the report,
+# and nbgrader's steps around each notebook (sanitizing, saving grades). Grading 10 students
+# of 2 notebooks on 2 cores (tests/benchmarks/bounded_run.py) spent 12 s in all there when the
+# machine was idle, 32 s at a load average of 6; the allowance below is 70 s for that run.
+RUN_OVERHEAD = 20.0
+NOTEBOOK_OVERHEAD = 5.0
+
+LIMIT_NAMES = ("cell", "notebook", "student")
+
+
+class LimitError(ValueError):
+    """A time limit that cannot be enforced as given."""
+
+
+def cpu_ceiling() -> int:
+    """The highest CPU rlimit a kernel can get: ``MAX_CPU_SECONDS``, or lower when this
+    process (not root) has a lower hard limit, which its kernels inherit and cannot raise."""
+    if os.geteuid() == 0:
+        return MAX_CPU_SECONDS
+    hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+    return MAX_CPU_SECONDS if hard == resource.RLIM_INFINITY else min(MAX_CPU_SECONDS, hard)
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
+
+
+def check_seconds(name: str, value: object, maximum: float | None = None) -> float:
+    """``value`` as seconds, or a LimitError that says what is wrong with it."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        raise LimitError(f"the {name} must be a number of seconds, not {value!r}")
+    if value <= 0:
+        raise LimitError(
+            f"the {name} must be more than 0 seconds, not {_number(value)}: every limit is enforced"
+        )
+    if maximum is not None and value > maximum:
+        raise LimitError(
+            f"the {name} of {_number(value)} s is over the {_number(maximum)} s a kernel's CPU "
+            f"rlimit allows here: the rlimit (at most {_number(cpu_ceiling())} s) must stay above "
+            f"every limit, with the interrupt grace and a {CPU_MARGIN} s margin"
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TimeLimits:
+    """The limits of one grading run, checked when made (LimitError)."""
+
+    cell: float = CELL_TIMEOUT
+    notebook: float = NOTEBOOK_TIMEOUT
+    student: float = STUDENT_TIMEOUT
+    interrupt_grace: float = INTERRUPT_GRACE
+
+    def __post_init__(self) -> None:
+        grace = check_seconds("interrupt grace", self.interrupt_grace, 300)
+        longest = cpu_ceiling() - CPU_MARGIN - grace
+        for name in ("cell", "notebook"):
+            check_seconds(f"{name} limit", getattr(self, name), longest)
+        check_seconds("student limit", self.student, MAX_CPU_SECONDS)
+
+    @property
+    def cpu_seconds(self) -> int:
+        """The kernel's CPU rlimit: past anything the wall-clock limits let a kernel use."""
+        return math.ceil(self.notebook + self.interrupt_grace + CPU_MARGIN)
+
+    def student_worst_case(self, notebooks: int) -> float:
+        """The longest one student with ``notebooks`` notebooks can hold a worker.
+
+        Each notebook's cells stop by its own limit or the student's, plus the grace;
+        after the student's time is spent, no further kernel starts.
+        """
+        notebooks = max(1, notebooks)
+        running = min(
+            self.student + self.interrupt_grace,
+            notebooks * (self.notebook + self.interrupt_grace),
+        )
+        return running + notebooks * NOTEBOOK_OVERHEAD
+
+    def run_worst_case(self, students: int, workers: int, notebooks: int) -> float:
+        """The longest a run of ``students`` on ``workers`` can take: each worker takes the
+        next student when it is free, so student k starts by floor((k-1)/workers) worst cases."""
+        rounds = math.ceil(students / max(1, workers)) if students else 0
+        return rounds * self.student_worst_case(notebooks) + RUN_OVERHEAD
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "cell": self.cell,
+            "notebook": self.notebook,
+            "student": self.student,
+            "interrupt_grace": self.interrupt_grace,
+            "cpu_rlimit": self.cpu_seconds,
+        }
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '12 min 05 s', '2 h 03 min'."""
+    seconds = math.ceil(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+# -- each student's time, across their notebooks -----------------------------------------------
+
+
+@dataclass
+class StudentClock:
+    """Seconds one student's notebooks have run so far in this process."""
+
+    used: float = 0.0
+    notebooks: set[str] = field(default_factory=set)
+    pinned: bool = False  # started explicitly: a notebook graded again (a retry) does not reset it
+
+    def remaining(self, limit: float) -> float:
+        return limit - self.used
+
+
+_CLOCKS: dict[str, StudentClock] = {}
+
+
+def start_student(student: str) -> StudentClock:
+    """A new grading of ``student`` starts: a fresh clock that retries share."""
+    clock = _CLOCKS[student] = StudentClock(pinned=True)
+    return clock
+
+
+def student_clock(student: str, notebook: str) -> StudentClock:
+    """The clock ``notebook`` of ``student`` runs on.
+
+    Plain ``nbgrader autograde`` grades each student's notebooks one after another in one
+    process, with nothing that marks where a student starts: a notebook the clock has
+    already counted means a new grading of that student, so it starts a fresh clock
+    (unless :func:`start_student` pinned it).
+    """
+    clock = _CLOCKS.get(student)
+    if clock is None or (notebook in clock.notebooks and not clock.pinned):
+        clock = _CLOCKS[student] = StudentClock()
+    clock.notebooks.add(notebook)
+    return clock
