@@ -219,6 +219,8 @@ def _student_report(
                 "reason": reason,
                 "flags": run.get("flags", []),
                 "evidence": run.get("evidence", []),
+                # What was measured but is no evidence on its own (RSS that did not fall).
+                "observations": run.get("observations", []),
                 "score": sum(c["score"] for c in cells),
                 "max_score": max_score,
                 "cells": cells,
