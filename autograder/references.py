@@ -177,16 +177,16 @@ def _root_name(path: str) -> str:
 
 _FIXES = {
     GENERATOR: lambda path, root: (
-        f"a paused generator keeps its local variables alive ({path}). Run it to the end, "
-        f"call `{root}.close()`, or `del {root}`."
+        "a paused generator keeps its local variables alive until it finishes. Run it to the "
+        f"end, call `{root}.close()`, or `del {root}`."
     ),
     CACHE: lambda path, root: (
-        f"a function cache keeps every result it returned ({path}). Call "
-        f"`{root}.cache_clear()`, or do not cache functions that return large arrays."
+        f"a function cache keeps every result it returned. Call `{root}.cache_clear()`, or do "
+        "not cache functions that return large arrays."
     ),
     CLOSURE: lambda path, root: (
-        f"the function keeps it ({path}): delete that function (`del {root}`) or stop it "
-        "from capturing the array."
+        f"the function keeps it: delete that function (`del {root}`) or stop it from capturing "
+        "the array."
     ),
     FUNCTION_ATTRIBUTE: lambda path, root: (
         f"an attribute stored on a function keeps it: `del {path}` (or set it to None)."
