@@ -61,3 +61,10 @@ def test_cli_demo_accepts_its_options():
 
     args = build_parser().parse_args(["demo", "--workers", "2", "--workspace", "w"])
     assert (args.workers, str(args.workspace), args.run.__name__) == (2, "w", "_demo")
+
+
+def test_demo_names_an_examples_folder_inside_or_outside_the_course(tmp_path):
+    from autograder.demo import _shown
+
+    assert _shown(REPO / "tests" / "alternatives", REPO) == "tests/alternatives"
+    assert _shown(tmp_path, REPO) == str(tmp_path)  # a relative --examples is resolved first
