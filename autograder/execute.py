@@ -80,8 +80,8 @@ class NotebookRun:
     status: str = "graded"
     reason: str = ""
     evidence: list[dict[str, str]] = field(default_factory=list)
-    # Measurements that would count against a result only beside other evidence (resident
-    # memory that did not fall: the allocator may keep freed memory): for the instructor.
+    # Measurements that are no evidence on their own (resident memory that did not fall: the
+    # allocator may keep freed memory), for the instructor to read beside the evidence.
     observations: list[dict[str, str]] = field(default_factory=list)
     cells: list[CellRecord] = field(default_factory=list)
     sandbox: str = ""
@@ -408,8 +408,6 @@ class ProtectedExecute(Execute):
         finally:  # a kernel that failed to start took the student's time too
             clock.used += time.monotonic() - started
         run.seconds = round(time.monotonic() - started, 3)
-        if run.evidence:  # doubted already: what RSS showed is part of the instructor's case
-            run.evidence += run.observations
         if run.evidence and run.status == "graded":
             run.raise_status("flagged", "; ".join(run.flags))
         self._save(run, resources)
@@ -673,11 +671,12 @@ class ProtectedExecute(Execute):
     def _rss_evidence(self, nb: NotebookNode, run: NotebookRun, index: int) -> list[dict[str, str]]:
         """A passed `assert_freed` whose array never left the kernel's resident memory.
 
-        Recorded as an observation, never as evidence on its own, so it returns nothing:
-        glibc carves new arrays out of free heap blocks (after a student's `.tolist()`,
-        for one), and such memory stays resident when the array is freed, exactly as a
-        hidden copy would. It joins the evidence only where other evidence already
-        doubts the notebook (see `preprocess`).
+        Recorded as an observation for the instructor, never as evidence, so it returns
+        nothing: glibc carves new arrays out of free heap blocks (after a student's
+        `.tolist()`, for one), and such memory stays resident when the array is freed,
+        exactly as a hidden copy would. Beside evidence that flags the notebook it helps
+        the instructor's case; it never decides a score or a flag (and whether RSS fell
+        varies from run to run, which a flag must not).
         """
         cell = nb.cells[index]
         if (

@@ -164,9 +164,10 @@ def test_resident_memory_that_stays_after_an_honest_free_flags_nothing(work):
         assert record["observations"] == []
 
 
-def test_resident_memory_joins_the_case_against_a_flagged_notebook(work):
-    """Beside other evidence (a static flag), what RSS showed is part of the instructor's
-    case, and the student reads what to change, not figures."""
+def test_resident_memory_stays_an_observation_beside_a_flag(work):
+    """Beside other evidence (a static flag), what RSS showed stays an observation for the
+    instructor (a flag must not depend on the allocator), and the student reads what to
+    change, not figures."""
     cells = [*FRAGMENTS_THEN_FREES]
     cells[3] = "grid = None\nimport os\nos._exit  # named, never called: a static flag"
     nb = graded(cells, 4)
@@ -175,7 +176,8 @@ def test_resident_memory_joins_the_case_against_a_flagged_notebook(work):
     execute.preprocess(nb, resources)
     record = resources["autograder"]
     assert record["status"] == "flagged" and "exits-kernel" in record["flags"]
-    assert {o["flag"] for o in record["observations"]} <= set(record["flags"])
+    assert "rss-not-freed" not in record["flags"]
+    assert {o["flag"] for o in record["observations"]} <= {"rss-not-freed"}
     distrusted = nb.cells[4].outputs[0]
     assert distrusted["ename"] == "IntegrityError"
     assert "in cell 4, the notebook kills or stops the kernel" in distrusted["evalue"]

@@ -164,8 +164,11 @@ def test_lesson_2_count_zero_frees_and_a_cycle_waits_for_gc(lesson_2):
 def test_lesson_2_temporaries_peak_while_net_is_zero(lesson_2):
     facts = lesson_2[1]
     net, peak = facts["rescale"]
-    assert net == 0 and peak >= MB8  # at least one array-sized buffer beside the old a
-    assert facts["standardize_peak"] >= 2 * MB8  # std's own temporary comes on top
+    # The peak counts every domain from the block's start: other allocations freed meanwhile
+    # can lower it by a few hundred bytes, hence the small margin.
+    margin = 64 * 1024
+    assert net == 0 and peak >= MB8 - margin  # at least one array-sized buffer beside the old a
+    assert facts["standardize_peak"] >= 2 * MB8 - margin  # std's own temporary comes on top
 
 
 def test_lesson_2_in_place_work_stays_within_the_exercise_allowance(lesson_2):
@@ -174,7 +177,7 @@ def test_lesson_2_in_place_work_stays_within_the_exercise_allowance(lesson_2):
     peaks, moved = facts["peaks"], facts["moved"]
     assert peaks["augmented"] < allowance and peaks["out="] < allowance
     assert peaks["with_dot"] < allowance
-    assert peaks["rebound"] >= MB8 and peaks["with_std"] >= MB8
+    assert peaks["rebound"] >= MB8 - 64 * 1024 and peaks["with_std"] >= MB8 - 64 * 1024
     assert moved == {"rebound": True, "augmented": False, "out=": False}
 
 
