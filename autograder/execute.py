@@ -213,8 +213,6 @@ _STUDENT_WORDS = {
     "Python, rose far past the budget: the data was kept where the memory tracer does not "
     "look (np.memmap, mmap, a C extension). Read one block at a time into ordinary arrays "
     "and keep only running totals.",
-    "rss-not-freed": "the kernel's memory, measured from outside Python, never fell when the "
-    "array was said to be freed.",
 }
 
 
@@ -317,9 +315,9 @@ class ProtectedExecute(Execute):
     )
     rss_evidence = Bool(
         True,
-        help="Flag a passed `assert_freed` test when the kernel's resident memory, read from "
-        "outside, did not fall by at least half the array's size (needs the sandbox's "
-        "MALLOC_MMAP_THRESHOLD_, which makes freed large arrays leave RSS).",
+        help="Record an observation (never a flag) when a passed `assert_freed` test's array "
+        "did not leave the kernel's resident memory, read from outside: at least "
+        "rss_drop_fraction of its size.",
     ).tag(config=True)
     rss_drop_fraction = Float(0.5, help="Fraction of the freed size RSS must fall by.").tag(
         config=True
@@ -476,8 +474,8 @@ class ProtectedExecute(Execute):
         if "MemoryError" in errors:
             run.raise_status("over memory", f"cell {index + 1} ran out of memory")
         if test:
+            self._observe_rss(nb, run, index)
             tainted = [self._evidence_dict(e) for i, e in static if i < index] + probe_evidence
-            tainted += self._rss_evidence(nb, run, index)
             tainted += self._peak_evidence(cell, run.cells[index], budgets, run)
             if tainted and _passed(cell):
                 self._distrust(cell, tainted)
@@ -668,11 +666,10 @@ class ProtectedExecute(Execute):
                 break
         return "".join(stdout)
 
-    def _rss_evidence(self, nb: NotebookNode, run: NotebookRun, index: int) -> list[dict[str, str]]:
+    def _observe_rss(self, nb: NotebookNode, run: NotebookRun, index: int) -> None:
         """A passed `assert_freed` whose array never left the kernel's resident memory.
 
-        Recorded as an observation for the instructor, never as evidence, so it returns
-        nothing: glibc carves new arrays out of free heap blocks (after a student's
+        Recorded as an observation for the instructor, never as evidence: glibc carves new arrays out of free heap blocks (after a student's
         `.tolist()`, for one), and such memory stays resident when the array is freed,
         exactly as a hidden copy would. Beside evidence that flags the notebook it helps
         the instructor's case; it never decides a score or a flag (and whether RSS fell
@@ -684,7 +681,7 @@ class ProtectedExecute(Execute):
             or not isinstance(self.km, SandboxedKernelManager)
             or not _passed(cell)
         ):
-            return []
+            return
         for label, size in _FREED.findall(cell.source):
             nbytes = int(size.replace("_", ""))
             tracked_at = [i for i in range(index) if label in _TRACK.findall(nb.cells[i].source)]
@@ -708,7 +705,6 @@ class ProtectedExecute(Execute):
                     f"fall by the {nbytes:,} bytes of {label!r} (heap reuse, or a hidden copy).",
                 }
             )
-        return []
 
     def _peak_evidence(
         self, cell: NotebookNode, record: CellRecord, budgets: list[int], run: NotebookRun

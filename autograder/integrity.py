@@ -105,8 +105,6 @@ FLAGS: dict[str, str] = {
     "probe-no-reply": "the probe printed no well-formed reply: its output was swallowed, "
     "rewritten, or the probe did not run",
     # Seen from outside the kernel by the grading process (autograder.execute):
-    "rss-not-freed": "assert_freed passed, but the kernel's resident memory did not fall by "
-    "the array's size",
     "rss-over-budget": "assert_peak_below passed, but the kernel's resident memory peaked "
     "above the budget during the test: memory the tracer does not see held the data",
 }

@@ -146,12 +146,6 @@ def held_bytes() -> tuple[int, int]:
     return numpy_held, python_held
 
 
-def python_bytes() -> int:
-    """Bytes allocated outside NumPy by the notebook's own code (lists, bytes, ...),
-    leaving out the kernel's and libraries' own allocations, which drift by megabytes."""
-    return held_bytes()[1]
-
-
 def rss_bytes() -> int:
     """The process's resident set size: coarse, and it may not drop after a free."""
     return _PROCESS.memory_info().rss
