@@ -39,7 +39,14 @@ from .memory import (
     require_tracing,
     start_tracing,
 )
-from .references import Holder, buffer_owner, find_holders, forget_last_error
+from .references import (
+    Holder,
+    buffer_owner,
+    current_shell,
+    find_holders,
+    forget_last_error,
+    notebook_namespace,
+)
 
 __all__ = [
     "assert_freed",
@@ -102,12 +109,16 @@ def _lookup(label: str) -> _Tracked:
         ) from None
 
 
+def _holders(tracked: _Tracked) -> list[Holder]:
+    """What keeps the tracked buffer alive ([] when it is freed); no reference is kept."""
+    owner = tracked.ref()
+    return find_holders(owner, tracked.label) if owner is not None else []
+
+
 def holders_of(label: str) -> list[str]:
     """What keeps the tracked array alive, one line each ([] when it is freed)."""
     tracked = _lookup(label)
-    owner = tracked.ref()
-    holders = find_holders(owner, label) if owner is not None else []
-    del owner
+    holders = _holders(tracked)
     if any(holder.kind != "unnamed holder" for holder in holders):
         return [holder.describe() for holder in holders]
     gc.collect()  # nothing named holds it: is it garbage in a cycle?
@@ -121,9 +132,7 @@ def holders_of(label: str) -> list[str]:
 
 
 def _still_alive(tracked: _Tracked) -> str:
-    owner = tracked.ref()
-    holders = find_holders(owner, tracked.label) if owner is not None else []
-    del owner
+    holders = _holders(tracked)
     size = describe_bytes(tracked.nbytes)
     if holders:
         lines = "\n".join(f"  - {holder.describe()}" for holder in holders)
@@ -160,9 +169,7 @@ _no_copies_in_run: dict[str, int] = {}
 
 
 def _copies_of(tracked: _Tracked) -> list[Any]:
-    from .references import _shell
-
-    shell = _shell()
+    shell = current_shell()
     run = getattr(shell, "execution_count", None)
     if run is not None and _no_copies_in_run.get(tracked.label) == run:
         return []
@@ -174,11 +181,9 @@ def _copies_of(tracked: _Tracked) -> list[Any]:
 
 def _largest_arrays(limit: int = 3) -> str:
     """The notebook's largest array variables, to point a student at what is still held."""
-    from .references import _namespace, _shell
-
     sizes = [
         (value.nbytes, name)
-        for name, value in list(_namespace(_shell()).items())
+        for name, value in list(notebook_namespace().items())
         if isinstance(value, np.ndarray) and not name.startswith("_")
     ]
     return ", ".join(f"`{name}` ({describe_bytes(n)})" for n, name in sorted(sizes)[-limit:][::-1])
@@ -233,11 +238,9 @@ def assert_freed(label: str, *, keep_bytes: int = 0, expected_nbytes: int | None
 def _containers_of(func: Callable[..., Any]) -> dict[str, Any]:
     """Where a leaking function usually keeps things: the notebook's variables, and the
     function's own default arguments, closure variables and attributes."""
-    from .references import _namespace, _shell
-
     places = {
         name: value
-        for name, value in list(_namespace(_shell()).items())
+        for name, value in list(notebook_namespace().items())
         if not name.startswith("_") and name not in ("In", "Out")
     }
     inner = getattr(func, "__wrapped__", func)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-_SAMPLES = 64  # values compared before a full digest is computed
+_SAMPLES = 64  # values a list must match (a list is compared by samples, not digested)
 _MIN_BYTES = 64 * 1024  # below this a "copy" is not worth a student's points
 _CONTAINERS = frozenset({tuple, list, dict, set, frozenset})
 _BYTES = frozenset({bytes, bytearray})
@@ -39,6 +39,14 @@ class Fingerprint:
     digest: bytes
     positions: tuple[int, ...]  # flat indices of the sampled values
     values: tuple[Any, ...]  # the values there, as Python numbers
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
 
 
 def _digest(flat: np.ndarray) -> bytes:
@@ -74,8 +82,7 @@ def _subclasses(kind: type) -> set[type]:
 def _candidates(print_: Fingerprint) -> list[Any]:
     """Objects that could hold the data: arrays of its size, lists of its length, bytes of
     its size. A kernel refers to ~300,000 objects, so each pass is one comprehension."""
-    rows = print_.shape[0] if print_.shape else 1
-    lengths = {int(np.prod(print_.shape)) if print_.shape else 1, rows}
+    lengths = {print_.size, print_.rows}
     tracked = gc.get_objects()
     found: list[Any] = [o for o in tracked if type(o) is list and len(o) in lengths]
     frontier = gc.get_referents(*[o for o in tracked if not _long_list_of_scalars(o)])
@@ -103,27 +110,20 @@ def _candidates(print_: Fingerprint) -> list[Any]:
 
 
 def _same_array(value: np.ndarray, print_: Fingerprint) -> bool:
-    return (
-        value.nbytes == print_.nbytes
-        and value.dtype.str == print_.dtype
-        and (value.base is None or not isinstance(value.base, np.ndarray))
-        and _digest(value.reshape(-1)) == print_.digest
-    )
+    """A candidate array (a buffer owner of the right size) with the same dtype and bytes."""
+    return value.dtype.str == print_.dtype and _digest(value.reshape(-1)) == print_.digest
 
 
 def _same_values(value: Any, print_: Fingerprint) -> bool:
     """A list (flat, or nested as ``.tolist()`` makes it) or bytes holding the data."""
-    if isinstance(value, (bytes, bytearray)):
-        return len(value) == print_.nbytes and hashlib.blake2b(value).digest() == print_.digest
+    if isinstance(value, (bytes, bytearray)):  # candidates have the array's byte size
+        return hashlib.blake2b(value).digest() == print_.digest
     if not isinstance(value, list) or not value:
         return False
-    rows = print_.shape[0] if print_.shape else 0
-    size = int(np.prod(print_.shape)) if print_.shape else 1
-    if len(value) == size and size > 1:
+    if len(value) == print_.size > 1:
         items = value
-    elif len(value) == rows and len(print_.shape) > 1 and isinstance(value[0], list):
-        width = size // rows
-        items = _Flat(value, width)
+    elif len(value) == print_.rows and len(print_.shape) > 1 and isinstance(value[0], list):
+        items = _Flat(value, print_.size // print_.rows)
     else:
         return False
     try:

@@ -223,7 +223,8 @@ def _fix_for_name(relation: str, path: str, label: str, kind: str = "") -> tuple
     )
 
 
-def _shell() -> Any:
+def current_shell() -> Any:
+    """The running IPython shell, or None outside a kernel."""
     try:
         from IPython import get_ipython
     except ImportError:  # pragma: no cover - IPython ships with the kernel
@@ -231,7 +232,9 @@ def _shell() -> Any:
     return get_ipython()
 
 
-def _namespace(shell: Any) -> dict[str, Any]:
+def notebook_namespace(shell: Any = None) -> dict[str, Any]:
+    """The notebook's variables: IPython's ``user_ns``, or ``__main__``'s outside a kernel."""
+    shell = shell if shell is not None else current_shell()
     if shell is not None:
         return shell.user_ns
     return vars(sys.modules["__main__"])
@@ -333,12 +336,14 @@ def find_holders(
 
     ``namespace`` defaults to the notebook's variables (IPython's ``user_ns``).
     """
-    shell = _shell()
+    shell = current_shell()
     holders: list[Holder] = []
     if shell is not None:
         holders += _output_cache_holders(shell, owner, label)
     seen: set[int] = set()
-    for name, value in list((namespace if namespace is not None else _namespace(shell)).items()):
+    for name, value in list(
+        (namespace if namespace is not None else notebook_namespace(shell)).items()
+    ):
         if name.startswith("__") or name in _SKIP_NAMES or _OUTPUT_CACHE_NAME.match(name):
             continue
         for relation, path, holder_kind in _walk(name, value, owner, seen):
@@ -399,7 +404,7 @@ def forget_last_error() -> None:
     for name in ("last_type", "last_value", "last_traceback", "last_exc"):
         if hasattr(sys, name):
             setattr(sys, name, None)
-    shell = _shell()
+    shell = current_shell()
     if shell is not None and getattr(shell, "InteractiveTB", None) is not None:
         shell.InteractiveTB.tb = None
     # In a kernel the failed cell's frames are left in a reference cycle (IPython's run_code
