@@ -75,6 +75,14 @@ class Kernel:
 
 
 @pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """An empty folder for a notebook to run in (its run records go beside it)."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
 def kernel() -> Iterator[Kernel]:
     manager, client = start_new_kernel(kernel_name="python3")
     try:

@@ -244,13 +244,6 @@ def _errors(outputs: list) -> list[str]:
     return [o["ename"] for o in outputs if o["output_type"] == "error"]
 
 
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    return folder
-
-
 def test_a_cell_that_ignores_the_interrupt_is_killed_with_what_it_started(work):
     record, outputs = run_notebook(
         ["x = 1", "assert x == 1", CHILD, SPIN, "assert x"], work, (1, 4)
