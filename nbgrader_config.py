@@ -26,8 +26,8 @@ from nbgrader.preprocessors import (
 
 from autograder import limits
 from autograder.course import hidden_from_students
-from autograder.execute import ProtectedExecute
-from autograder.preprocessors import FlagInGradebook, InspectSubmission
+from autograder.pipeline.protected_execute import ProtectedExecute
+from autograder.pipeline.steps import FlagInGradebook, InspectSubmission
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 

@@ -1,8 +1,8 @@
 """An auto-graded nbgrader assignment on NumPy memory management, and its grader.
 
 * :mod:`autograder.checks`: the memory checks the notebooks' test cells call.
-* :mod:`autograder.memory`: exact NumPy bytes (tracemalloc) and process RSS.
-* :mod:`autograder.references`: what still holds a buffer, and the fix.
+* :mod:`autograder.checks.memory`: exact NumPy bytes (tracemalloc) and process RSS.
+* :mod:`autograder.checks.references`: what still holds a buffer, and the fix.
 * :mod:`autograder.cli`: ``python -m autograder`` / ``autograder``.
 """
 

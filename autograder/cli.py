@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import limits
-from .course import ASSIGNMENT, Course, NbgraderError, find_course_root
-from .grade import GradingError
+from autograder import limits
+from autograder.course import ASSIGNMENT, Course, NbgraderError, find_course_root
+from autograder.grading.run import GradingError
 
 
 def _course_root(args: argparse.Namespace) -> Path:
@@ -17,7 +17,7 @@ def _course_root(args: argparse.Namespace) -> Path:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from autograder.demo import run_demo
 
     return run_demo(
         _course_root(args),
@@ -28,7 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from .release import release
+    from autograder.release import release
 
     course = Course(_course_root(args))
     for path in release(course):
@@ -37,7 +37,7 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grade import grade, summary_table
+    from autograder.grading.run import grade, summary_table
 
     course = Course(_course_root(args), assignment=args.assignment)
     run = grade(
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--examples",
         type=Path,
-        help="one folder of example *.toml (default: tests/submissions, tests/hostile, tests/broken)",
+        help="one folder of example *.toml (default: the bundled submissions, hostile and broken examples)",
     )
     demo.add_argument(
         "--workers", type=_positive, help="parallel workers (default: the machine's cores)"

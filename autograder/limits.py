@@ -1,7 +1,7 @@
 """How long student code may run, in one place: the defaults, their checks, what follows.
 
 Three limits bound the time a student's code can hold a grading worker. The grading
-process enforces them from outside the kernel (``autograder.execute``), so no code in the
+process enforces them from outside the kernel (``autograder.pipeline.protected_execute``), so no code in the
 kernel can ignore them:
 
 * ``cell``: one cell (``ProtectedExecute.timeout``, ``--cell-timeout``);

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .course import Course
+from autograder.course import Course
 
 
 def release(course: Course) -> list[Path]:

@@ -2,7 +2,7 @@
 
 Grades ``--students`` submissions with ``autograder grade`` (the instructor's solution, each
 under its own student id), of which ``--hostile`` replace exercise 5 with a loop that ignores
-SIGINT and SIGTERM (``tests/timeouts/ignores-interrupts-in-ex5.toml``). Short limits keep it
+SIGINT and SIGTERM (``tests/pipeline/timeouts/ignores-interrupts-in-ex5.toml``). Short limits keep it
 to a couple of minutes. It prints the bound ``autograder grade`` computed before the run, then
 each student's time, status and which limit ended their notebooks, then the bound against the
 run's wall time, and the longest student against the per-student worst case.
@@ -27,11 +27,12 @@ import time
 from pathlib import Path
 
 from autograder.course import Course
-from autograder.examples import load_examples, write_submission
-from autograder.grade import grade
+from autograder.demo import EXAMPLES
+from autograder.demo.examples import load_examples, write_submission
+from autograder.grading.run import grade
+from autograder.grading.table import format_table, points
 from autograder.limits import NOTEBOOK_OVERHEAD, RUN_OVERHEAD, duration
 from autograder.release import release
-from autograder.table import format_table, points
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,11 +52,11 @@ def _arguments() -> argparse.Namespace:
 
 def _submit(course: Course, students: int, hostile: int) -> None:
     """The instructor's solution under every id; the hostile ones spread among the rest."""
-    honest = next(
-        e for e in load_examples(REPO / "tests" / "submissions") if e.name == "passes-all"
-    )
+    honest = next(e for e in load_examples(EXAMPLES / "submissions") if e.name == "passes-all")
     spins = next(
-        e for e in load_examples(REPO / "tests" / "timeouts") if e.name.startswith("ignores")
+        e
+        for e in load_examples(REPO / "tests" / "pipeline" / "timeouts")
+        if e.name.startswith("ignores")
     )
     every = max(1, students // max(1, hostile))
     made = 0

@@ -1,7 +1,7 @@
 """How often resident memory would have accused an honest student, and how often it does now.
 
 Grades the instructor's full solution 20 times, each preceded by a different heap-fragmenting
-cell (``tests/alternatives/fragmenting.py``), with ``autograder grade``. For each notebook it
+cell (``tests/grading/alternatives/fragmenting.py``), with ``autograder grade``. For each notebook it
 prints, per ``assert_freed`` test, whether the kernel's resident memory (read from outside)
 fell by half the array's size, which the old rule required: every "no" is a false alarm that
 rule would have raised (a flag, and the test scored 0). Then the score, status and flags the
@@ -23,16 +23,16 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from autograder.course import Course  # noqa: E402
-from autograder.examples import write_submission  # noqa: E402
-from autograder.grade import grade  # noqa: E402
+from autograder.demo.examples import write_submission  # noqa: E402
+from autograder.grading.run import grade  # noqa: E402
 from autograder.release import release  # noqa: E402
-from tests.alternatives.fragmenting import (  # noqa: E402
+from tests.conftest import copy_course  # noqa: E402
+from tests.grading.alternatives.fragmenting import (  # noqa: E402
     EXERCISES,
     SNIPPETS,
     fragmented_example,
     instructor_cell,
 )
-from tests.conftest import copy_course  # noqa: E402
 
 
 def main() -> int:

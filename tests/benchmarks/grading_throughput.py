@@ -1,6 +1,6 @@
 """Grading throughput and the cost of the protections, for the README.
 
-What it measures, on submissions built from the example TOMLs in ``tests/submissions/``
+What it measures, on submissions built from the example TOMLs in ``autograder/demo/submissions/``
 (cycled, with distinct student ids, until there are ``--submissions`` of them):
 
 1. Throughput: ``autograder grade --workers W --force`` (parallel, protected: sandboxed
@@ -62,14 +62,15 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Type
 
 from autograder.course import Course, tool_environment
-from autograder.examples import Example, load_examples, write_submission
-from autograder.grade import grade
-from autograder.gradebook import cell_scores
+from autograder.demo import EXAMPLES
+from autograder.demo.examples import Example, load_examples, write_submission
+from autograder.grading.gradebook import cell_scores
+from autograder.grading.run import grade
 from autograder.release import release
 from autograder.sandbox import PromptKernelClient
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "tests" / "submissions"
+EXAMPLES = EXAMPLES / "submissions"
 SOURCE = Course(REPO).source
 BROKEN_STATUSES = ("ungradable", "kernel died", "timed out", "over memory")
 LOG_TAIL = 30

@@ -1,0 +1,130 @@
+"""Fairness: every correct solution gets full marks and no flag, however it is written, and a
+wrong one loses points only in its own exercise.
+
+Graded end to end through `autograder grade`, like tests/grading/test_grade.py:
+
+- tests/grading/alternatives/: solutions written from the exercise texts, the way different students
+  write them (passes-exN-<how>: full marks, never flagged; fails-exN-<what>: exactly the cells in
+  its [expected] table score 0, nothing else is lost, never flagged);
+- the instructor's full solution, preceded by each of 20 heap-fragmenting cells
+  (tests/grading/alternatives/fragmenting.py): full marks and no flag, whatever the C heap looks like.
+"""
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from autograder.course import Course
+from autograder.demo.examples import Example, load_examples, write_submission
+from autograder.grading.gradebook import exercise_of
+from autograder.grading.run import grade
+from autograder.release import release
+
+from ..conftest import REPO, copy_course
+from .alternatives.fragmenting import EXERCISES, SNIPPETS, fragmented_example, instructor_cell
+
+ALTERNATIVES = load_examples(Path(__file__).parent / "alternatives")
+SOURCE = REPO / "source" / "numpy_memory" / f"{EXERCISES}.ipynb"
+FRAGMENTED = [
+    fragmented_example(snippet_id, snippet, instructor_cell(SOURCE, "ex1_allocate"))
+    for snippet_id, snippet in SNIPPETS
+]
+CELL_TIMEOUT = 60  # seconds per cell, as grading does by default
+# passes: correct; fails: wrong in its own exercise; breaks-rule: correct in effect, but uses
+# code the exercises' text says the grader does not accept (flagged, later tests distrusted).
+NAME = re.compile(r"^(passes|fails|breaks-rule)-(ex[1-7])-[a-z0-9-]+$")
+
+
+# The corpus itself: fast, and must hold whatever the grader does.
+
+
+@pytest.mark.parametrize("example", ALTERNATIVES, ids=lambda e: e.name)
+def test_each_alternative_is_named_by_outcome_and_touches_only_student_cells(example):
+    match = NAME.match(example.name)
+    assert match, example.name
+    assert example.description
+    assert example.notebooks == (EXERCISES,)
+    assert not example.locked_cells and not example.deleted_cells and not example.files
+    assert set(example.cells) <= {
+        "ex1_allocate",
+        "ex1_free",
+        "ex2_keep_and_free",
+        "ex3_free",
+        "ex4_repair",
+        "ex5_stats",
+        "ex6_rescale",
+        "ex7_convert",
+    }
+    exercise = match.group(2)
+    assert {exercise_of(cell) for cell in example.cells} == {exercise}
+    if match.group(1) == "passes":
+        assert not example.expected, "a correct solution expects full marks everywhere"
+    elif match.group(1) == "breaks-rule":
+        assert example.status == "flagged" and example.flags
+        assert exercise in {exercise_of(cell) for cell in example.expected}
+    else:
+        assert example.expected and all(score == 0 for score in example.expected.values())
+        assert {exercise_of(cell) for cell in example.expected} == {exercise}
+
+
+def test_every_exercise_has_several_correct_alternatives_and_a_wrong_one():
+    counts = Counter(NAME.match(e.name).group(1, 2) for e in ALTERNATIVES)
+    for exercise in (f"ex{n}" for n in range(1, 8)):
+        assert counts["passes", exercise] >= 4, exercise
+        assert counts["fails", exercise] >= 1, exercise
+
+
+def test_twenty_different_fragmenting_snippets_that_compile():
+    assert len(SNIPPETS) == 20
+    assert len({snippet_id for snippet_id, _ in SNIPPETS}) == 20
+    assert len({snippet for _, snippet in SNIPPETS}) == 20
+    for snippet_id, snippet in SNIPPETS:
+        compile(snippet, snippet_id, "exec")
+    allocate = FRAGMENTED[0].cells["ex1_allocate"]
+    assert allocate.startswith(SNIPPETS[0][1]) and "grid = np.ones((1000, 1000))" in allocate
+
+
+# Graded end to end (slow).
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = Course(copy_course(tmp_path_factory.mktemp("course")))
+    release(course)
+    for example in ALTERNATIVES + FRAGMENTED:
+        write_submission(example, course)
+    run = grade(course, workers=2, cell_timeout=CELL_TIMEOUT, progress=False, plots=False)
+    return {student["student"]: student for student in run.students}
+
+
+def _exercises(report: dict) -> dict:
+    return next(n for n in report["notebooks"] if n["notebook"] == EXERCISES)
+
+
+def _assert_graded_as_expected(example: Example, report: dict) -> None:
+    notebook = _exercises(report)
+    wrong = [
+        f"{cell['grade_id']}: scored {cell['score']:g}, expected "
+        f"{example.expected_score(cell['grade_id'], cell['max_score']):g} "
+        f"({cell['status']}: {cell['message']})"
+        for cell in notebook["cells"]
+        if cell["score"] != example.expected_score(cell["grade_id"], cell["max_score"])
+    ]
+    evidence = [f"{e['flag']} ({e['cell']}): {e['detail']}" for e in notebook["evidence"]]
+    assert not wrong, "\n".join([*wrong, *evidence])
+    assert notebook["flags"] == sorted(example.flags), "\n".join(evidence)
+    assert notebook["status"] == example.status, notebook["reason"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ALTERNATIVES, ids=lambda e: e.name)
+def test_alternative_gets_exactly_its_own_exercise_score_and_no_flag(graded, example):
+    _assert_graded_as_expected(example, graded[example.name])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", FRAGMENTED, ids=lambda e: e.name)
+def test_honest_notebook_after_a_fragmenting_cell_loses_nothing(graded, example):
+    _assert_graded_as_expected(example, graded[example.name])

@@ -1,0 +1,237 @@
+"""End to end through `autograder grade`: every example, hostile and broken submission,
+graded in parallel into the gradebook and the report."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from autograder import demo
+from autograder.course import Course
+from autograder.demo.examples import Example, load_examples, write_submission
+from autograder.grading.gradebook import cell_scores
+from autograder.grading.run import grade
+from autograder.release import release
+
+from ..conftest import REPO, copy_course
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = load_examples(demo.EXAMPLES / "submissions")
+HOSTILE = load_examples(demo.EXAMPLES / "hostile")
+BROKEN = load_examples(demo.EXAMPLES / "broken")
+QUIZ, EXERCISES = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
+# Students the test writes itself: inputs too big, too old or oddly named to keep as files.
+HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name élève"
+
+
+def _write_generated(course: Course) -> None:
+    for student in (HUGE, OLD, ODD):
+        write_submission(Example(student, "", notebooks=(QUIZ,)), course)
+    huge = course.submitted / HUGE / course.assignment / f"{EXERCISES}.ipynb"
+    huge.write_text(" " * (21 * 2**20) + "{}")
+    old = course.submitted / OLD / course.assignment / f"{QUIZ}.ipynb"
+    nbformat.write(nbformat.convert(nbformat.read(old, as_version=4), 3), old, version=3)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = Course(copy_course(tmp_path_factory.mktemp("course")))
+    release(course)
+    for example in EXAMPLES + HOSTILE + BROKEN:
+        write_submission(example, course)
+    _write_generated(course)
+    run = grade(course, workers=2, cell_timeout=5, progress=False)
+    return course, run, {student["student"]: student for student in run.students}
+
+
+def _notebook(report: dict, name: str) -> dict:
+    return next(n for n in report["notebooks"] if n["notebook"] == name)
+
+
+def _check_golden(example: Example, report: dict) -> None:
+    for notebook in report["notebooks"]:
+        if example.notebooks and notebook["notebook"] not in example.notebooks:
+            continue
+        for cell in notebook["cells"]:
+            expected = example.expected_score(cell["grade_id"], cell["max_score"])
+            assert cell["score"] == expected, (
+                f"{cell['grade_id']}: {cell['status']} {cell['message']}"
+            )
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: e.name)
+def test_every_example_gets_its_golden_scores_and_is_never_flagged(graded, example):
+    _, _, reports = graded
+    report = reports[example.name]
+    _check_golden(example, report)
+    for notebook in report["notebooks"]:
+        assert notebook["flags"] == [], notebook["evidence"]
+        if not example.notebooks or notebook["notebook"] in example.notebooks:
+            assert notebook["status"] == "graded", notebook["reason"]
+
+
+@pytest.mark.parametrize("example", HOSTILE, ids=lambda e: e.name)
+def test_hostile_submissions_are_caught_and_gain_nothing(graded, example):
+    _, _, reports = graded
+    report = reports[example.name]
+    _check_golden(example, report)
+    submitted = [
+        n
+        for n in report["notebooks"]
+        if not example.notebooks or n["notebook"] in example.notebooks
+    ]
+    statuses = {n["status"] for n in submitted}
+    assert example.status in statuses
+    flags = {flag for n in submitted for flag in n["flags"]}
+    assert set(example.flags) <= flags, [n["evidence"] for n in submitted]
+    for notebook in submitted:
+        if notebook["flags"]:
+            assert all(e["detail"] for e in notebook["evidence"])  # evidence for the instructor
+
+
+@pytest.mark.parametrize("example", BROKEN, ids=lambda e: e.name)
+def test_broken_submissions_get_a_status_and_lose_nothing_else(graded, example):
+    # Every broken example breaks the exercises notebook; what else it submitted is graded as usual.
+    _, _, reports = graded
+    report = reports[example.name]
+    _check_golden(example, report)
+    exercises = _notebook(report, EXERCISES)
+    assert exercises["status"] == example.status
+    assert example.reason in exercises["reason"]
+    if example.status == "ungradable":
+        assert all(
+            c["score"] == 0 and c["message"].startswith("not graded") for c in exercises["cells"]
+        )
+
+
+def test_extra_files_are_reported(graded):
+    _, _, reports = graded
+    notes = reports["graded-with-extra-files"]["notes"]
+    assert any("scratch.py" in note for note in notes) and any("Copy1" in note for note in notes)
+
+
+def test_generated_bad_inputs(graded):
+    _, _, reports = graded
+    huge = _notebook(reports[HUGE], EXERCISES)
+    assert huge["status"] == "ungradable" and "over the 20,971,520-byte limit" in huge["reason"]
+    assert _notebook(reports[HUGE], QUIZ)["score"] == 8
+    assert _notebook(reports[OLD], QUIZ)["score"] == 8
+    assert any("nbformat 3: upgraded" in note for note in reports[OLD]["notes"])
+    assert _notebook(reports[ODD], QUIZ)["score"] == 8
+
+
+def test_a_dying_kernel_keeps_the_earlier_grades(graded):
+    course, _, reports = graded
+    notebook = _notebook(reports["kernel-died-in-ex5"], EXERCISES)
+    assert notebook["status"] == "kernel died"
+    scores = {c["grade_id"]: c["score"] for c in notebook["cells"]}
+    assert sum(scores[f"ex{n}_{t}"] for n, t in [(1, "size_test"), (1, "freed_test")]) == 3
+    assert scores["ex7_freed_test"] == 0
+    assert (
+        course.autograded / "kernel-died-in-ex5" / course.assignment / f"{EXERCISES}.ipynb"
+    ).is_file()
+
+
+def test_gradebook_and_report_files_are_complete(graded):
+    course, run, reports = graded
+    for student in reports:
+        assert len(cell_scores(course.db_url, course.assignment, student)) == 22, student
+    report = json.loads(run.report_path.read_text())
+    assert report["version"] == 1 and len(report["students"]) == len(reports)
+    cell = _notebook(reports["fails-ex2-view-keeps-base"], EXERCISES)["cells"]
+    freed = next(c for c in cell if c["grade_id"] == "ex2_freed_test")
+    assert freed["status"] == "failed" and "view `first_1000`" in freed["message"]
+    with (run.report_dir / "totals.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert {row["student"] for row in rows} == set(reports)
+    assert next(r for r in rows if r["student"] == "passes-all")["score"] == "29.0"
+    memory = _notebook(reports["passes-all"], EXERCISES)["memory_after_each_cell"]
+    assert len(memory) > 20 and all(point["rss_bytes"] > 0 for point in memory)
+    assert (run.report_dir / "memory" / "passes-all.png").stat().st_size > 1000
+
+
+def _comparable(report: dict) -> dict:
+    """A student's report without what depends on timing or memory layout."""
+    report = json.loads(json.dumps(report))
+    report.pop("seconds", None)
+    for notebook in report["notebooks"]:
+        # limits: the student's time left when a notebook started depends on the ones before
+        # observations: whether resident memory fell depends on the allocator's history
+        for key in (
+            "seconds",
+            "limits",
+            "memory_after_each_cell",
+            "sandbox",
+            "log",
+            "observations",
+        ):
+            notebook.pop(key, None)
+        notebook["evidence"] = sorted({(e["flag"], e["cell"]) for e in notebook["evidence"]})
+        for cell in notebook["cells"]:
+            if cell["status"] == "distrusted":  # the message quotes memory figures of the run
+                cell["message"] = cell["message"].split(":", 1)[0]
+    return report
+
+
+def test_one_worker_gives_the_same_results_and_a_rerun_resumes(graded, tmp_path):
+    course, _, reports = graded
+    subset = [
+        "passes-all",
+        "fails-ex3-del-leaves-output-cache",
+        "kernel-died-in-ex5",
+        *(e.name for e in HOSTILE[:2]),
+    ]
+    again = grade(
+        course,
+        workers=1,
+        force=True,
+        students=subset,
+        report_dir=tmp_path / "one",
+        cell_timeout=5,
+        progress=False,
+        plots=False,
+    )
+    for student in again.students:
+        one, two = _comparable(student), _comparable(reports[student["student"]])
+        for a, b in zip(one.pop("notebooks"), two.pop("notebooks"), strict=True):
+            assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+        assert one == two
+    resumed = grade(
+        course, workers=1, students=subset, report_dir=tmp_path / "one", progress=False, plots=False
+    )
+    assert sorted(resumed.skipped) == sorted(subset)
+
+
+def test_command_line_exit_codes(graded, tmp_path):
+    course, _, _ = graded
+    command = [sys.executable, "-m", "autograder", "--course-dir"]
+    ok = subprocess.run(
+        [
+            *command,
+            str(course.root),
+            "grade",
+            "--student",
+            "blank",
+            "--quiet",
+            "--report",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "blank" in ok.stdout and "0/29" in ok.stdout
+    empty = tmp_path / "empty"
+    shutil.copytree(REPO / "source", empty / "source")
+    shutil.copy2(REPO / "nbgrader_config.py", empty)
+    failed = subprocess.run([*command, str(empty), "grade"], capture_output=True, text=True)
+    assert failed.returncode == 2 and "release the assignment first" in failed.stderr
+    unknown = subprocess.run(
+        [*command, str(course.root), "grade", "--student", "nobody"], capture_output=True, text=True
+    )
+    assert unknown.returncode == 2 and "No submission for: nobody" in unknown.stderr
