@@ -24,7 +24,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from autograder import limits
+from autograder import defaults
 from autograder.course import hidden_from_students
 from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.pipeline.steps import FlagInGradebook, InspectSubmission
@@ -58,12 +58,12 @@ c.Autograde.autograde_preprocessors = [
 # A graded cell a student deleted is put back (and run), not silently scored 0.
 c.OverwriteCells.add_missing_cells = True
 
-# Time limits, enforced from outside the kernel (defaults and what they mean: autograder.limits).
+# Time limits, enforced from outside the kernel (defaults: autograder.defaults; how: autograder.limits).
 # Past a limit the cell is interrupted, and killed if it has not answered within the grace.
-c.ProtectedExecute.timeout = limits.CELL_TIMEOUT  # seconds per cell
-c.ProtectedExecute.notebook_timeout = limits.NOTEBOOK_TIMEOUT  # seconds per notebook
-c.ProtectedExecute.student_timeout = limits.STUDENT_TIMEOUT  # seconds per student, all notebooks
-c.ProtectedExecute.interrupt_grace = limits.INTERRUPT_GRACE  # seconds to answer an interrupt
+c.ProtectedExecute.timeout = defaults.CELL_TIMEOUT  # seconds per cell
+c.ProtectedExecute.notebook_timeout = defaults.NOTEBOOK_TIMEOUT  # seconds per notebook
+c.ProtectedExecute.student_timeout = defaults.STUDENT_TIMEOUT  # seconds per student, all notebooks
+c.ProtectedExecute.interrupt_grace = defaults.INTERRUPT_GRACE  # seconds to answer an interrupt
 # Limits on every student kernel (autograder.sandbox); as root it also runs as an
 # unprivileged user with no network and cannot see the instructor's files.
 # Not the notebook's folder on sys.path: a submitted autograder/ folder must not shadow the package.
@@ -74,5 +74,4 @@ c.ProtectedExecute.extra_arguments = [
     "--IPKernelApp.ignore_cwd=True",
     "--InteractiveShell.xmode=Plain",
 ]
-c.SandboxedKernelManager.memory_bytes = 3 * 2**30
 c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from autograder import limits
+from autograder import defaults, limits
 from autograder.course import ASSIGNMENT, Course, NbgraderError, find_course_root
 from autograder.grading.run import GradingError
 
@@ -102,25 +102,25 @@ def _limit(name: str, maximum: float) -> Callable[[str], int]:
 
 def _add_limits(grade: argparse.ArgumentParser) -> None:
     # The longest cell or notebook whose CPU rlimit, with the default grace, fits the ceiling.
-    longest = limits.cpu_ceiling() - limits.CPU_MARGIN - limits.INTERRUPT_GRACE
+    longest = limits.cpu_ceiling() - defaults.CPU_MARGIN - defaults.INTERRUPT_GRACE
     grade.add_argument(
         "--cell-timeout",
         type=_limit("cell limit", longest),
         metavar="S",
-        help=f"seconds a cell may run (default: {limits.CELL_TIMEOUT})",
+        help=f"seconds a cell may run (default: {defaults.CELL_TIMEOUT})",
     )
     grade.add_argument(
         "--notebook-timeout",
         type=_limit("notebook limit", longest),
         metavar="S",
-        help=f"seconds a notebook may run (default: {limits.NOTEBOOK_TIMEOUT})",
+        help=f"seconds a notebook may run (default: {defaults.NOTEBOOK_TIMEOUT})",
     )
     grade.add_argument(
         "--student-timeout",
-        type=_limit("student limit", limits.MAX_CPU_SECONDS),
+        type=_limit("student limit", defaults.MAX_CPU_SECONDS),
         metavar="S",
         help=f"seconds all of a student's notebooks may run together "
-        f"(default: {limits.STUDENT_TIMEOUT})",
+        f"(default: {defaults.STUDENT_TIMEOUT})",
     )
 
 
@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="grade again what is already graded and unchanged"
     )
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    grade.add_argument("--report", type=Path, help="report folder (default: grading-report/)")
+    grade.add_argument(
+        "--report", type=Path, help=f"report folder (default: {defaults.REPORT_DIR}/)"
+    )
     grade.add_argument(
         "--memory-limit", type=_bytes, help="memory per student kernel, e.g. 3G (default: 3G)"
     )

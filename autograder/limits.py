@@ -27,30 +27,16 @@ import os
 import resource
 from dataclasses import dataclass, field
 
-CELL_TIMEOUT = 60  # seconds a cell may run
-NOTEBOOK_TIMEOUT = 600  # seconds a notebook may run, kernel start to kill
-# Seconds all of one student's notebooks may run together: two notebooks at their limit.
-STUDENT_TIMEOUT = 1200
-# Seconds an interrupted kernel has to answer before it is killed. Answering means raising
-# KeyboardInterrupt and formatting its traceback: milliseconds for a loop in the student's
-# own cell, but 2 to 5 s on a loaded 2-core machine for a wait inside threading.py with
-# tracemalloc on (the assignment's set-up cell starts it). Killing a kernel that was about
-# to answer costs the student the rest of the notebook, so the grace is generous.
-INTERRUPT_GRACE = 10.0
-# Seconds the kernel has to answer the grader's integrity probe (a few ms when it is idle).
-PROBE_TIMEOUT = 10.0
-# The CPU rlimit is the notebook limit plus the grace plus this much.
-CPU_MARGIN = 30
-# The largest CPU rlimit the sandbox sets: a limit beyond a day is a typo, not a plan.
-MAX_CPU_SECONDS = 24 * 3600
-
-# For the worst-case bound: seconds a grading run spends outside the notebooks' own runs
-# (which the limits count, kernel start to kill): starting the workers, staging, the report,
-# and nbgrader's steps around each notebook (sanitizing, saving grades). Grading 10 students
-# of 2 notebooks on 2 cores (tests/benchmarks/bounded_run.py) spent 12 s in all there when the
-# machine was idle, 32 s at a load average of 6; the allowance below is 70 s for that run.
-RUN_OVERHEAD = 20.0
-NOTEBOOK_OVERHEAD = 5.0
+from autograder.defaults import (
+    CELL_TIMEOUT,
+    CPU_MARGIN,
+    INTERRUPT_GRACE,
+    MAX_CPU_SECONDS,
+    NOTEBOOK_OVERHEAD,
+    NOTEBOOK_TIMEOUT,
+    RUN_OVERHEAD,
+    STUDENT_TIMEOUT,
+)
 
 LIMIT_NAMES = ("cell", "notebook", "student")
 

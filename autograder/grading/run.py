@@ -41,6 +41,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from autograder import defaults
 from autograder.course import Course, hidden_from_students, tool_environment
 from autograder.grading.gradebook import cell_scores
 from autograder.grading.plots import plot_memory
@@ -287,7 +288,7 @@ def grade(
     given one line before the run: the worst case it can take.
     """
     started = time.monotonic()
-    report_dir = (report_dir or course.root / "grading-report").resolve()
+    report_dir = (report_dir or course.root / defaults.REPORT_DIR).resolve()
     timing = {
         "timeout": cell_timeout,
         "notebook_timeout": notebook_timeout,

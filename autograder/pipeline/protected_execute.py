@@ -48,7 +48,7 @@ from nbgrader.preprocessors import Execute
 from nbgrader.utils import is_grade
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, validate
 
-from autograder import integrity, limits
+from autograder import defaults, integrity, limits
 from autograder.sandbox import (
     SandboxedKernelManager,  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
 )
@@ -284,32 +284,32 @@ class ProtectedExecute(Execute):
     """nbgrader's Execute, contained, probed, measured and timed from outside."""
 
     timeout = Integer(
-        limits.CELL_TIMEOUT,
+        defaults.CELL_TIMEOUT,
         help="Seconds a cell may run: past them it is interrupted, and killed (with the rest "
         "of the notebook not run) if it does not answer within interrupt_grace.",
     ).tag(config=True)
     notebook_timeout = Integer(
-        limits.NOTEBOOK_TIMEOUT,
+        defaults.NOTEBOOK_TIMEOUT,
         help="Seconds a whole notebook may run, kernel start included; a cell running when "
         "they run out is stopped, and the cells after it are not run (score 0).",
     ).tag(config=True)
     student_timeout = Integer(
-        limits.STUDENT_TIMEOUT,
+        defaults.STUDENT_TIMEOUT,
         help="Seconds all of one student's notebooks may run together; then the running "
         "cell is stopped and the student's later cells and notebooks are not run.",
     ).tag(config=True)
     interrupt_grace = Float(
-        limits.INTERRUPT_GRACE,
+        defaults.INTERRUPT_GRACE,
         help="Seconds an interrupted kernel has to answer before it is killed, with "
         "everything it started.",
     ).tag(config=True)
     probe_timeout = Float(
-        limits.PROBE_TIMEOUT,
+        defaults.PROBE_TIMEOUT,
         help="Seconds the kernel has to answer the integrity probe; a kernel that does "
         "not is stopped like a cell over its limit.",
     ).tag(config=True)
     max_output_bytes = Integer(
-        2 * 2**20,
+        defaults.MAX_OUTPUT_BYTES,
         help="Output a notebook may produce; past it, outputs are dropped (errors and stderr kept).",
     ).tag(config=True)
     probe_kernel = Bool(True, help="Check the kernel's state before every graded test cell.").tag(
@@ -321,11 +321,11 @@ class ProtectedExecute(Execute):
         "did not leave the kernel's resident memory, read from outside: at least "
         "rss_drop_fraction of its size.",
     ).tag(config=True)
-    rss_drop_fraction = Float(0.5, help="Fraction of the freed size RSS must fall by.").tag(
-        config=True
-    )
+    rss_drop_fraction = Float(
+        defaults.RSS_DROP_FRACTION, help="Fraction of the freed size RSS must fall by."
+    ).tag(config=True)
     rss_peak_allowance = Integer(
-        32 * 2**20,
+        defaults.RSS_PEAK_ALLOWANCE,
         help="Flag a passed `assert_peak_below` test when the kernel's peak resident memory "
         "during the cell, read from outside, rose by more than its budget plus this many bytes "
         "(untraced memory: np.memmap, mmap, C extensions). 0 turns the check off.",
@@ -352,7 +352,7 @@ class ProtectedExecute(Execute):
     def _limit_in_seconds(self, proposal: Any) -> Any:
         # nbclient reads a timeout of None, 0 or -1 as "no limit": here every limit holds.
         try:
-            limits.check_seconds(proposal.trait.name, proposal.value, limits.MAX_CPU_SECONDS)
+            limits.check_seconds(proposal.trait.name, proposal.value, defaults.MAX_CPU_SECONDS)
         except limits.LimitError as error:
             raise TraitError(f"ProtectedExecute.{proposal.trait.name}: {error}") from None
         return proposal.value
@@ -633,7 +633,7 @@ class ProtectedExecute(Execute):
         run.evidence.extend(found)
         return found
 
-    async def _run_hidden(self, code: str, timeout: float = limits.PROBE_TIMEOUT) -> str:
+    async def _run_hidden(self, code: str, timeout: float = defaults.PROBE_TIMEOUT) -> str:
         """Run code in the kernel outside the notebook: no history, no cell; return its stdout.
         KernelNotAnswering when the kernel has not finished it within ``timeout``."""
         assert self.kc is not None

@@ -85,6 +85,7 @@ from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager, KernelManager
 from traitlets import Bool, DottedObjectName, Instance, Integer, List, Type, Unicode, default
 
+from autograder import defaults
 from autograder.limits import TimeLimits
 
 __all__ = [
@@ -154,12 +155,12 @@ def _size(n: int) -> str:
 
 @dataclass(frozen=True)
 class Limits:
-    memory_bytes: int = 3 * GiB
+    memory_bytes: int = defaults.MEMORY_BYTES
     # A last line behind the wall-clock limits the grader enforces (autograder.limits).
     cpu_seconds: int = TimeLimits().cpu_seconds
-    max_processes: int = 64
-    max_file_bytes: int = 512 * MiB
-    max_open_files: int = 256
+    max_processes: int = defaults.MAX_PROCESSES
+    max_file_bytes: int = defaults.MAX_FILE_BYTES
+    max_open_files: int = defaults.MAX_OPEN_FILES
 
     def rlimits(self, *, dedicated_uid: bool) -> list[tuple[int, int, int]]:
         """(resource, soft, hard) for the launcher. NPROC only with a dedicated uid."""

@@ -19,7 +19,7 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from autograder import limits
+from autograder import defaults, limits
 from autograder.cli import main
 from autograder.course import Course
 from autograder.demo import grade_with_nbgrader
@@ -336,7 +336,7 @@ def test_the_student_limit_spans_notebooks(work):
 def test_the_cpu_rlimit_is_a_last_line_behind_the_limits(work):
     read = "import resource\nprint(resource.getrlimit(resource.RLIMIT_CPU)[0])"
     record, outputs = run_notebook([read], work, notebook_timeout=20, interrupt_grace=3.0)
-    expected = 20 + 3 + limits.CPU_MARGIN
+    expected = 20 + 3 + defaults.CPU_MARGIN
     assert int(outputs[0][0]["text"]) == expected == record["limits"]["cpu_rlimit"]
 
 
@@ -346,16 +346,18 @@ def test_the_cpu_rlimit_is_a_last_line_behind_the_limits(work):
 def test_the_defaults_live_in_one_place(repo):
     execute = ProtectedExecute()
     assert (execute.timeout, execute.notebook_timeout, execute.student_timeout) == (
-        limits.CELL_TIMEOUT,
-        limits.NOTEBOOK_TIMEOUT,
-        limits.STUDENT_TIMEOUT,
+        defaults.CELL_TIMEOUT,
+        defaults.NOTEBOOK_TIMEOUT,
+        defaults.STUDENT_TIMEOUT,
     )
-    assert execute.interrupt_grace == limits.INTERRUPT_GRACE
+    assert execute.interrupt_grace == defaults.INTERRUPT_GRACE
     source = (repo / "nbgrader_config.py").read_text()
     for name in ("CELL_TIMEOUT", "NOTEBOOK_TIMEOUT", "STUDENT_TIMEOUT", "INTERRUPT_GRACE"):
-        assert f"limits.{name}" in source
+        assert f"defaults.{name}" in source
+    assert "memory_bytes" not in source  # the sandbox's own default is defaults.MEMORY_BYTES
+    assert SandboxedKernelManager().memory_bytes == defaults.MEMORY_BYTES
     assert SandboxedKernelManager().cpu_seconds == limits.TimeLimits().cpu_seconds
-    assert limits.TimeLimits().cpu_seconds > limits.NOTEBOOK_TIMEOUT + limits.INTERRUPT_GRACE
+    assert limits.TimeLimits().cpu_seconds > defaults.NOTEBOOK_TIMEOUT + defaults.INTERRUPT_GRACE
 
 
 @pytest.mark.parametrize(
@@ -410,7 +412,7 @@ def test_grade_refuses_them_before_anything_runs(tmp_path, capsys):
     with pytest.raises(limits.LimitError, match="more than 0"):
         grade(course, cell_timeout=0)
     with pytest.raises(limits.LimitError, match="CPU rlimit"):
-        grade(course, notebook_timeout=limits.MAX_CPU_SECONDS)
+        grade(course, notebook_timeout=defaults.MAX_CPU_SECONDS)
     (tmp_path / "nbgrader_config.py").write_text(
         "c = get_config()\nc.ProtectedExecute.timeout = 0\n"
     )
@@ -423,12 +425,12 @@ def test_grade_refuses_them_before_anything_runs(tmp_path, capsys):
 def test_the_worst_case_is_known_before_the_run():
     time_limits = limits.TimeLimits(cell=60, notebook=600, student=1200, interrupt_grace=5)
     # Two notebooks: the student's limit binds (1200 + 5 < 2 x 605), plus nbgrader's steps.
-    per_student = 1205 + 2 * limits.NOTEBOOK_OVERHEAD
+    per_student = 1205 + 2 * defaults.NOTEBOOK_OVERHEAD
     assert time_limits.student_worst_case(2) == per_student
-    assert time_limits.run_worst_case(10, 4, 2) == 3 * per_student + limits.RUN_OVERHEAD
-    assert time_limits.run_worst_case(3, 8, 2) == per_student + limits.RUN_OVERHEAD
+    assert time_limits.run_worst_case(10, 4, 2) == 3 * per_student + defaults.RUN_OVERHEAD
+    assert time_limits.run_worst_case(3, 8, 2) == per_student + defaults.RUN_OVERHEAD
     # One notebook: its own limit binds.
-    assert time_limits.student_worst_case(1) == 605 + limits.NOTEBOOK_OVERHEAD
+    assert time_limits.student_worst_case(1) == 605 + defaults.NOTEBOOK_OVERHEAD
     assert limits.duration(3665) == "1 h 01 min" and limits.duration(75) == "1 min 15 s"
 
 
