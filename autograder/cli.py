@@ -37,7 +37,8 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from autograder.grading.run import grade, summary_table
+    from autograder.grading.report import summary_table
+    from autograder.grading.run import grade
 
     course = Course(_course_root(args), assignment=args.assignment)
     run = grade(
