@@ -48,6 +48,7 @@ class Roster:
     column: str  # the roster column matched against nbgrader ids
     entries: list[RosterEntry] = field(default_factory=list)  # unique, with a key
     assignment_columns: list[str] = field(default_factory=list)  # e.g. "numpy_memory (4821)"
+    ambiguous: set[str] = field(default_factory=set)  # keys on more than one row (normalised)
     problems: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
 
@@ -104,6 +105,7 @@ def read_roster(path: Path, match: str = "sis_login_id") -> Roster:
         seen.setdefault(_normal(entry.key), []).append(entry)
     for entries in seen.values():
         if len(entries) > 1:
+            roster.ambiguous.add(_normal(entries[0].key))
             names = "; ".join(e.name for e in entries)
             roster.problems.append(
                 f"roster: {column} {entries[0].key!r} appears {len(entries)} times ({names}): "
@@ -164,7 +166,12 @@ def write_canvas(
     outcome.hold(matched, policy)
     roster_keys = set(roster.by_key())
     for grade in grades.students:
-        if _normal(grade.student) not in roster_keys and grade.kind != "missing":
+        if _normal(grade.student) in roster.ambiguous:
+            outcome.problems.append(
+                f"{grade.student}: {points(grade.points or 0)} points in the gradebook, but "
+                f"more than one roster row has {roster.column} {grade.student!r}: not in the file"
+            )
+        elif _normal(grade.student) not in roster_keys and grade.kind != "missing":
             outcome.problems.append(
                 f"{grade.student}: {points(grade.points or 0)} points in the gradebook, but no roster row "
                 f"has {roster.column} {grade.student!r}: not in the file"

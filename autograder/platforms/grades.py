@@ -265,14 +265,18 @@ class ExportOutcome:
                 shown = cell_value(grade, policy) or "empty"
                 self.held.append(f"{grade.student}: {grade.reason()} -> cell {shown}")
 
-    def summary(self) -> str:
-        lines = [f"Wrote {self.rows} students to {self.destination}."]
-        for title, items in (
-            ("Not a plain grade (the cell holds what the option says)", self.held),
-            ("Notes", self.notices),
-            ("Problems (fix the data and export again)", self.problems),
+    def lines(self) -> list[tuple[str, str]]:
+        """The summary as (severity, line): "info", "warning" (no plain grade), "error"."""
+        lines = [("info", f"Wrote {self.rows} students to {self.destination}.")]
+        for severity, title, items in (
+            ("warning", "Not a plain grade (the cell holds what the option says)", self.held),
+            ("info", "Notes", self.notices),
+            ("error", "Problems (fix the data and export again)", self.problems),
         ):
             if items:
-                lines.append(f"{title}: {len(items)}")
-                lines.extend(f"  {item}" for item in items)
-        return "\n".join(lines)
+                lines.append((severity, f"{title}: {len(items)}"))
+                lines.extend((severity, f"  {item}") for item in items)
+        return lines
+
+    def summary(self) -> str:
+        return "\n".join(line for _, line in self.lines())

@@ -123,8 +123,8 @@ class _PlatformExport(ExportPlugin):
         return grades, Path(self.to or self.default_file), policy
 
     def _finish(self, outcome: ExportOutcome) -> None:
-        for line in outcome.summary().splitlines():
-            (self.log.error if outcome.problems else self.log.info)(line)
+        for severity, line in outcome.lines():
+            getattr(self.log, severity)("%s", line)
         if outcome.problems:
             sys.exit(outcome.exit_code)  # nbgrader export then exits non-zero, as `autograder lms`
 
