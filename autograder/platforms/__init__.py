@@ -1,0 +1,1 @@
+"""Adapters for the platforms where courses run: Gradescope, PrairieLearn, Canvas, Moodle."""
