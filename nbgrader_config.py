@@ -25,9 +25,9 @@ from nbgrader.preprocessors import (
 )
 
 from autograder import defaults
-from autograder.course import hidden_from_students
 from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.pipeline.steps import FlagInGradebook, InspectSubmission
+from autograder.sandbox.policy import hidden_from_students
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 

@@ -42,13 +42,14 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import defaults
-from autograder.course import Course, hidden_from_students, tool_environment
+from autograder.course import Course, tool_environment
 from autograder.grading.gradebook import cell_scores
 from autograder.grading.plots import plot_memory
 from autograder.grading.staging import StagedSubmission, stage
 from autograder.grading.table import format_table, points
 from autograder.limits import LimitError, TimeLimits, duration, start_student
 from autograder.pipeline.protected_execute import STATUSES, ProtectedExecute
+from autograder.sandbox.policy import hidden_from_students
 
 REPORT_VERSION = 1
 _LOCK_RETRIES = 4
