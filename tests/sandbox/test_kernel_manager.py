@@ -14,6 +14,7 @@ import pytest
 from jupyter_client.asynchronous import AsyncKernelClient
 from nbclient import NotebookClient
 from traitlets.config import Config
+from traitlets.utils.importstring import import_item
 
 from autograder.sandbox import PromptKernelClient, SandboxedKernelManager
 from autograder.sandbox.policy import Limits, Sandbox
@@ -29,7 +30,13 @@ def test_limits_are_configurable_through_traitlets():
     km = SandboxedKernelManager(kernel_name="python3", config=config)
     assert km.sandbox.limits == Limits(memory_bytes=2 * GiB, cpu_seconds=30)
     assert km.sandbox.hidden_paths == (Path("/course/source"), Path("/course/gradebook.db"))
-    assert isinstance(km.client(), PromptKernelClient)  # named by its dotted string
+
+
+def test_the_dotted_names_in_configuration_still_resolve():
+    """nbgrader's config and ProtectedExecute name these by string, not by import."""
+    km = SandboxedKernelManager(kernel_name="python3")
+    assert import_item("autograder.sandbox.SandboxedKernelManager") is SandboxedKernelManager
+    assert import_item(km.client_class) is PromptKernelClient
 
 
 def test_a_notebook_runs_through_nbclient_with_this_kernel_manager(tmp_path):
