@@ -12,7 +12,7 @@ Run nbgrader from the repository root, as an instructor would:
 from pathlib import Path
 
 from autograder import defaults, pipeline
-from autograder.course import hidden_from_students
+from autograder.sandbox.policy import hidden_from_students
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 

@@ -19,9 +19,10 @@ from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from autograder.course import Course, hidden_from_students, tool_environment
+from autograder.course import Course, tool_environment
 from autograder.limits import LimitError, TimeLimits, start_student
 from autograder.pipeline.protected_execute import ProtectedExecute
+from autograder.sandbox.policy import hidden_from_students
 
 _LOCK_RETRIES = 4  # SQLite is busy when two workers save grades at once
 
