@@ -13,6 +13,18 @@ from jupyter_client.manager import KernelManager, start_new_kernel
 
 REPO = Path(__file__).resolve().parent.parent
 
+# pytest-timeout's limit for end-to-end tests (the ini's `timeout` is for the others). Their
+# module fixtures grade dozens of submissions inside the first test that uses them: the
+# slowest, tests/grading/test_fairness.py's, took 339 s of set-up in a full run with
+# --durations (nbgrader's 225 s, test_grade's 108 s). A test's own @pytest.mark.timeout wins.
+SLOW_TEST_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+
 
 @pytest.fixture(scope="session")
 def repo() -> Path:

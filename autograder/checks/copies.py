@@ -77,7 +77,8 @@ def _long_list_of_scalars(value: Any) -> bool:
 
 def _subclasses(kind: type) -> set[type]:
     found: set[type] = {kind}
-    for sub in kind.__subclasses__():
+    subclasses: list[type] = kind.__subclasses__()
+    for sub in subclasses:
         found |= _subclasses(sub)
     return found
 
