@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,11 +95,18 @@ def work(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def kernel() -> Iterator[Kernel]:
+@contextmanager
+def started_kernel() -> Iterator[Kernel]:
+    """A fresh IPython kernel, shut down on leaving."""
     manager, client = start_new_kernel(kernel_name="python3")
     try:
         yield Kernel(manager, client)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel() -> Iterator[Kernel]:
+    with started_kernel() as fresh:
+        yield fresh
