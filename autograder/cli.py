@@ -273,8 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:  # the main job needs no arguments
         args = parser.parse_args([*(argv or sys.argv[1:]), "demo"])
+    run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return args.run(args)
+        return run(args)
     except (FileNotFoundError, NbgraderError, GradingError, ValueError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,18 @@ from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 REPO = Path(__file__).resolve().parent.parent
+
+# pytest-timeout's limit for end-to-end tests (the ini's `timeout` is for the others). Their
+# module fixtures grade dozens of submissions inside the first test that uses them: the
+# slowest, tests/grading/test_fairness.py's, took 339 s of set-up in a full run with
+# --durations (nbgrader's 225 s, test_grade's 108 s). A test's own @pytest.mark.timeout wins.
+SLOW_TEST_TIMEOUT = 900
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +95,18 @@ def work(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def kernel() -> Iterator[Kernel]:
+@contextmanager
+def started_kernel() -> Iterator[Kernel]:
+    """A fresh IPython kernel, shut down on leaving."""
     manager, client = start_new_kernel(kernel_name="python3")
     try:
         yield Kernel(manager, client)
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture
+def kernel() -> Iterator[Kernel]:
+    with started_kernel() as fresh:
+        yield fresh

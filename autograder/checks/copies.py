@@ -18,6 +18,7 @@ import gc
 import hashlib
 import sys
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,9 @@ class Fingerprint:
 
 
 def _digest(flat: np.ndarray) -> bytes:
-    return hashlib.blake2b(memoryview(np.ascontiguousarray(flat)).cast("B")).digest()
+    # An ndarray is a buffer; NumPy's stubs do not declare __buffer__ for every array type.
+    contiguous: Any = np.ascontiguousarray(flat)
+    return hashlib.blake2b(memoryview(contiguous).cast("B")).digest()
 
 
 def fingerprint(array: np.ndarray) -> Fingerprint:
@@ -73,8 +76,9 @@ def _long_list_of_scalars(value: Any) -> bool:
 
 
 def _subclasses(kind: type) -> set[type]:
-    found = {kind}
-    for sub in kind.__subclasses__():
+    found: set[type] = {kind}
+    subclasses: list[type] = kind.__subclasses__()
+    for sub in subclasses:
         found |= _subclasses(sub)
     return found
 
@@ -87,7 +91,7 @@ def _candidates(print_: Fingerprint) -> list[Any]:
     found: list[Any] = [o for o in tracked if type(o) is list and len(o) in lengths]
     frontier = gc.get_referents(*[o for o in tracked if not _long_list_of_scalars(o)])
     del tracked
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:  # running functions' locals are not objects the collector tracks
         frontier += frame.f_locals.values()
         frame = frame.f_back
@@ -120,6 +124,7 @@ def _same_values(value: Any, print_: Fingerprint) -> bool:
         return hashlib.blake2b(value).digest() == print_.digest
     if not isinstance(value, list) or not value:
         return False
+    items: list[Any] | _Flat
     if len(value) == print_.size > 1:
         items = value
     elif len(value) == print_.rows and len(print_.shape) > 1 and isinstance(value[0], list):
@@ -135,7 +140,7 @@ def _same_values(value: Any, print_: Fingerprint) -> bool:
 class _Flat:
     """Index a list of equal-length lists (a 2-D ``.tolist()``) as if it were flat."""
 
-    def __init__(self, rows: list, width: int):
+    def __init__(self, rows: list[Any], width: int):
         self.rows, self.width = rows, width
 
     def __getitem__(self, index: int) -> Any:

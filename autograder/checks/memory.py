@@ -59,8 +59,9 @@ def require_tracing() -> None:
 # Reading the tracer: tracemalloc's own Snapshot.filter_traces runs Python code for every
 # trace, about 8 s for a million (a list of floats a student keeps). Its raw list of
 # ``(domain, size, frames innermost first, total frames)`` tuples, which take_snapshot is
-# built from, is read 20 times faster.
-_raw_traces = tracemalloc._get_traces
+# built from, is read 20 times faster. A private CPython API: pyproject.toml says so.
+_RawTrace = tuple[int, int, tuple[tuple[str, int], ...], int]
+_raw_traces: Callable[[], list[_RawTrace]] = tracemalloc._get_traces  # type: ignore[attr-defined]
 
 
 def numpy_bytes() -> int:

@@ -1,10 +1,58 @@
 """The checks inside a real Jupyter kernel: the output cache, tracebacks, and no stderr."""
 
+from collections.abc import Iterator
+from contextlib import ExitStack, suppress
+
+import pytest
+
+from ..conftest import Kernel, started_kernel
+
 SETUP = """
 import numpy as np
 from autograder import checks
 checks.start_tracing()
 """
+
+# What a fresh kernel does not have and a test may leave behind in a shared one: the last
+# error and its traceback, tracked labels, a disabled collector, the tracer (SETUP starts it
+# again), and the notebook's names and output cache.
+RESET = """
+from autograder import checks
+checks.forget_last_error()
+checks._tracked.clear()
+import gc, tracemalloc
+gc.enable()
+tracemalloc.stop()
+%reset -f
+"""
+
+
+class SharedKernel:
+    """One kernel for the module: starting one per test cost ~1 s each (2 s under load)."""
+
+    def __init__(self, stack: ExitStack):
+        self.stack = stack
+        self.current = stack.enter_context(started_kernel())
+
+    def reset(self) -> Kernel:
+        done = None
+        with suppress(TimeoutError):
+            done = self.current.run(RESET, timeout=30)
+        if done is None or done.error or done.stderr:  # a test left it dead or busy
+            self.current = self.stack.enter_context(started_kernel())
+        return self.current
+
+
+@pytest.fixture(scope="module")
+def shared_kernel() -> Iterator[SharedKernel]:
+    with ExitStack() as stack:
+        yield SharedKernel(stack)
+
+
+@pytest.fixture
+def notebook(shared_kernel: SharedKernel) -> Kernel:
+    """The module's kernel, as a fresh one would be but for its execution count."""
+    return shared_kernel.reset()
 
 
 def test_displayed_array_is_held_by_the_output_cache_until_xdel(kernel):
@@ -28,62 +76,62 @@ def test_displayed_array_is_held_by_the_output_cache_until_xdel(kernel):
     kernel.ok('checks.assert_freed("report")')
 
 
-def test_xdel_advice_while_the_name_still_exists(kernel):
-    kernel.ok(SETUP)
-    kernel.ok('grid = np.ones(1_000_000)\nchecks.track(grid, "grid")')
-    kernel.ok("grid")
-    message = kernel.run('checks.assert_freed("grid")').error
+def test_xdel_advice_while_the_name_still_exists(notebook):
+    notebook.ok(SETUP)
+    notebook.ok('grid = np.ones(1_000_000)\nchecks.track(grid, "grid")')
+    notebook.ok("grid")
+    message = notebook.run('checks.assert_freed("grid")').error
     assert "variable `grid`" in message and "Use `%xdel grid` instead of `del grid`" in message
-    kernel.ok("%xdel grid")
-    kernel.ok('checks.assert_freed("grid")')
+    notebook.ok("%xdel grid")
+    notebook.ok('checks.assert_freed("grid")')
 
 
-def test_a_traceback_keeps_a_functions_locals_alive(kernel):
-    kernel.ok(SETUP)
-    kernel.ok(
+def test_a_traceback_keeps_a_functions_locals_alive(notebook):
+    notebook.ok(SETUP)
+    notebook.ok(
         "def load():\n"
         "    data = np.ones(1_000_000)\n"
         '    checks.track(data, "data")\n'
         '    raise ValueError("bad file")\n'
     )
-    assert kernel.run("load()").error == "ValueError: bad file"
-    kernel.ok("x = 1")  # a later successful cell does not drop the traceback
-    message = kernel.run('checks.assert_freed("data")').error
+    assert notebook.run("load()").error == "ValueError: bad file"
+    notebook.ok("x = 1")  # a later successful cell does not drop the traceback
+    message = notebook.run('checks.assert_freed("data")').error
     assert "an exception's traceback `data` in load()" in message
     assert "checks.forget_last_error()" in message
     assert "<module>" not in message and "run_code" not in message  # only the student's frames
-    kernel.ok("checks.forget_last_error()")
-    kernel.ok('checks.assert_freed("data")')
+    notebook.ok("checks.forget_last_error()")
+    notebook.ok('checks.assert_freed("data")')
 
 
-def test_an_ordinary_variable_is_not_blamed_on_a_traceback(kernel):
-    kernel.ok(SETUP)
-    kernel.ok('keep = np.ones(1_000_000)\nchecks.track(keep, "keep")')
-    assert kernel.run("1 / 0").error.startswith("ZeroDivisionError")
-    holders = kernel.ok('print(checks.holders_of("keep"))').stdout
+def test_an_ordinary_variable_is_not_blamed_on_a_traceback(notebook):
+    notebook.ok(SETUP)
+    notebook.ok('keep = np.ones(1_000_000)\nchecks.track(keep, "keep")')
+    assert notebook.run("1 / 0").error.startswith("ZeroDivisionError")
+    holders = notebook.ok('print(checks.holders_of("keep"))').stdout
     assert "variable `keep`" in holders
     assert "traceback" not in holders
 
 
-def test_a_view_in_the_notebook_is_named(kernel):
-    kernel.ok(SETUP)
-    kernel.ok('readings = np.ones(2_000_000)\nchecks.track(readings, "readings")')
-    kernel.ok("first = readings[:1000]\ndel readings")
-    message = kernel.run('checks.assert_freed("readings")').error
+def test_a_view_in_the_notebook_is_named(notebook):
+    notebook.ok(SETUP)
+    notebook.ok('readings = np.ones(2_000_000)\nchecks.track(readings, "readings")')
+    notebook.ok("first = readings[:1000]\ndel readings")
+    message = notebook.run('checks.assert_freed("readings")').error
     assert "view `first`" in message and "first = first.copy()" in message
 
 
-def test_stopping_tracemalloc_fails_the_check(kernel):
-    kernel.ok(SETUP)
-    kernel.ok('big = np.ones(1_000_000)\nchecks.track(big, "big")\ndel big')
-    kernel.ok("import tracemalloc\ntracemalloc.stop()")
-    message = kernel.run('checks.assert_freed("big")').error
+def test_stopping_tracemalloc_fails_the_check(notebook):
+    notebook.ok(SETUP)
+    notebook.ok('big = np.ones(1_000_000)\nchecks.track(big, "big")\ndel big')
+    notebook.ok("import tracemalloc\ntracemalloc.stop()")
+    message = notebook.run('checks.assert_freed("big")').error
     assert message.startswith("TracingOffError: Memory tracing is off")
 
 
-def test_unknown_label_in_kernel(kernel):
-    kernel.ok(SETUP)
-    run = kernel.run('checks.assert_freed("grid")')
+def test_unknown_label_in_kernel(notebook):
+    notebook.ok(SETUP)
+    run = notebook.run('checks.assert_freed("grid")')
     assert run.error.startswith("AssertionError: No array was tracked as 'grid'")
     assert run.stderr == ""
 
@@ -93,8 +141,8 @@ def test_unknown_label_in_kernel(kernel):
 TRACKED = 'grid = np.random.default_rng(0).random(1_000_000)\nchecks.track(grid, "grid")'
 
 
-def test_every_route_that_frees_passes(kernel):
-    kernel.ok(SETUP)
+def test_every_route_that_frees_passes(notebook):
+    notebook.ok(SETUP)
     routes = {
         "rebinding": "grid = None",
         "xdel after a display": "grid\n",  # then %xdel, below
@@ -102,45 +150,45 @@ def test_every_route_that_frees_passes(kernel):
         "reset_selective": "%reset_selective -f ^grid$",
     }
     for route, code in routes.items():
-        kernel.ok(TRACKED)
-        kernel.ok(code)
+        notebook.ok(TRACKED)
+        notebook.ok(code)
         if route == "xdel after a display":
-            kernel.ok("%xdel grid")
-        run = kernel.run('checks.assert_freed("grid", expected_nbytes=8_000_000)')
+            notebook.ok("%xdel grid")
+        run = notebook.run('checks.assert_freed("grid", expected_nbytes=8_000_000)')
         assert run.error is None, f"{route}: {run.error}"
 
 
-def test_a_library_keeping_its_own_arrays_is_not_a_copy(kernel):
+def test_a_library_keeping_its_own_arrays_is_not_a_copy(notebook):
     """matplotlib keeps a copy of every image it shows (1 MB for this uint8 image)."""
-    kernel.ok(SETUP)
-    kernel.ok(
+    notebook.ok(SETUP)
+    notebook.ok(
         "pixels = np.random.default_rng(7).integers(0, 256, (1000, 1000)).astype(np.float64)\n"
         'checks.track(pixels, "pixels")'
     )
-    kernel.ok(
+    notebook.ok(
         "pixels_u8 = pixels.astype(np.uint8)\ndel pixels\n"
         "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
         "image = plt.imshow(pixels_u8)\nplt.gcf().canvas.draw()"
     )
-    kernel.ok('checks.assert_freed("pixels", keep_bytes=1_000_000, expected_nbytes=8_000_000)')
+    notebook.ok('checks.assert_freed("pixels", keep_bytes=1_000_000, expected_nbytes=8_000_000)')
 
 
-def test_a_copy_made_before_tracking_is_found(kernel):
-    kernel.ok(SETUP)
-    kernel.ok("grid = np.random.default_rng(0).random(1_000_000)\nbackup = grid.copy()")
-    kernel.ok('checks.track(grid, "grid")\ndel grid')
-    message = kernel.run('checks.assert_freed("grid")').error
+def test_a_copy_made_before_tracking_is_found(notebook):
+    notebook.ok(SETUP)
+    notebook.ok("grid = np.random.default_rng(0).random(1_000_000)\nbackup = grid.copy()")
+    notebook.ok('checks.track(grid, "grid")\ndel grid')
+    message = notebook.run('checks.assert_freed("grid")').error
     assert "a full copy of its data is still in memory" in message
     assert "variable `backup`" in message
-    kernel.ok("del backup")
-    kernel.ok('checks.assert_freed("grid")')
+    notebook.ok("del backup")
+    notebook.ok('checks.assert_freed("grid")')
 
 
-def test_a_copy_kept_as_a_list_is_found(kernel):
-    kernel.ok(SETUP)
-    kernel.ok(TRACKED)
-    kernel.ok("values = grid.tolist()\ndel grid")
-    message = kernel.run('checks.assert_freed("grid")').error
+def test_a_copy_kept_as_a_list_is_found(notebook):
+    notebook.ok(SETUP)
+    notebook.ok(TRACKED)
+    notebook.ok("values = grid.tolist()\ndel grid")
+    message = notebook.run('checks.assert_freed("grid")').error
     assert "a full copy of its data is still in memory (list" in message
 
 
@@ -173,46 +221,46 @@ HOLDERS = {
 }
 
 
-def test_every_holder_is_named_with_its_fix(kernel):
-    kernel.ok(SETUP)
+def test_every_holder_is_named_with_its_fix(notebook):
+    notebook.ok(SETUP)
     for kind, (holds, words, fix) in HOLDERS.items():
-        kernel.ok(TRACKED)
-        kernel.ok(holds)
-        message = kernel.run('checks.assert_freed("grid")').error
+        notebook.ok(TRACKED)
+        notebook.ok(holds)
+        message = notebook.run('checks.assert_freed("grid")').error
         assert message is not None, kind
         for word in words:
             assert word in message, f"{kind}: {word!r} not in {message}"
         assert "cannot see into" not in message
-        kernel.ok(fix)
-        kernel.ok('checks.assert_freed("grid")')
+        notebook.ok(fix)
+        notebook.ok('checks.assert_freed("grid")')
 
 
-def test_a_reference_cycle_is_named_by_holders_of_and_collected(kernel):
-    kernel.ok(SETUP)
-    kernel.ok("import gc\ngc.disable()")
-    kernel.ok(TRACKED)
-    kernel.ok(
+def test_a_reference_cycle_is_named_by_holders_of_and_collected(notebook):
+    notebook.ok(SETUP)
+    notebook.ok("import gc\ngc.disable()")
+    notebook.ok(TRACKED)
+    notebook.ok(
         "class Node:\n    pass\nnode = Node()\nnode.me = node\nnode.data = grid\ndel grid, node"
     )
-    said = kernel.ok('print(checks.holders_of("grid"))').stdout
+    said = notebook.ok('print(checks.holders_of("grid"))').stdout
     assert "a reference cycle" in said
-    kernel.ok("gc.enable()")
-    kernel.ok('checks.assert_freed("grid")')
+    notebook.ok("gc.enable()")
+    notebook.ok('checks.assert_freed("grid")')
 
 
-def test_a_leak_kept_as_python_objects_is_caught_quickly_and_named(kernel):
-    kernel.ok(SETUP)
-    kernel.ok(
+def test_a_leak_kept_as_python_objects_is_caught_quickly_and_named(notebook):
+    notebook.ok(SETUP)
+    notebook.ok(
         "history = []\n"
         "def zscore(batch):\n"
         "    r = (batch - batch.mean()) / batch.std()\n"
         "    history.append(r.tolist())\n"
         "    return r\n"
     )
-    run = kernel.run(
+    run = notebook.run(
         "rng = np.random.default_rng(4)\n"
         "checks.assert_no_leak(zscore, lambda: (rng.normal(3.0, 2.0, size=100_000),), calls=20)"
     )
     assert "zscore() leaks" in run.error and "Python objects" in run.error
     assert "`history` grew by" in run.error
-    assert kernel.ok("print(len(history))").stdout.strip() in {"2", "3"}  # stopped early
+    assert notebook.ok("print(len(history))").stdout.strip() in {"2", "3"}  # stopped early

@@ -3,7 +3,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from autograder.checks import memory
 from autograder.checks.memory import (
+    NUMPY_DOMAIN,
     TracingOffError,
     describe_bytes,
     measure,
@@ -27,6 +29,21 @@ def test_numpy_bytes_counts_a_buffer_exactly_and_takes_it_back():
     assert numpy_bytes() - before == 8_000_000
     del array
     assert numpy_bytes() == before
+
+
+def test_the_private_raw_trace_list_agrees_with_the_public_snapshot():
+    # The checks read tracemalloc._get_traces, private CPython API (pyproject.toml says
+    # where): a Python that changes its shape or meaning fails here first.
+    array = np.empty(100_000)  # allocated in C: the innermost frame is this test's
+    domain, size, frames, total_frames = next(
+        trace for trace in memory._raw_traces() if trace[1] == array.nbytes
+    )
+    assert (domain, size) == (NUMPY_DOMAIN, array.nbytes)
+    filename, line = frames[0]
+    assert filename == __file__ and isinstance(line, int) and total_frames >= len(frames)
+    numpy_only = tracemalloc.DomainFilter(True, NUMPY_DOMAIN)
+    snapshot = tracemalloc.take_snapshot().filter_traces([numpy_only])
+    assert numpy_bytes() == sum(stat.size for stat in snapshot.statistics("filename"))
 
 
 def test_views_add_nothing():

@@ -8,8 +8,10 @@ on a newcomer's machine while every test here still passed.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
+import tomllib
 from importlib.metadata import packages_distributions, requires
 from pathlib import Path
 
@@ -46,14 +48,19 @@ def imported_modules(folder: Path) -> set[str]:
     return names
 
 
+@functools.cache
+def providers() -> dict[str, list[str]]:
+    """Which distributions provide each top-level module (about a second to read: once)."""
+    return packages_distributions()
+
+
 def undeclared(folder: Path, allowed: set[str]) -> dict[str, list[str]]:
     """Third-party modules imported in ``folder`` whose distribution is not in ``allowed``."""
-    providers = packages_distributions()
     missing = {}
     for module in sorted(imported_modules(folder)):
         if module in sys.stdlib_module_names or module in ("autograder", "tests", "__future__"):
             continue
-        distributions = {normalized(d) for d in providers.get(module, [])}
+        distributions = {normalized(d) for d in providers().get(module, [])}
         if not distributions & allowed:
             missing[module] = sorted(distributions) or ["(not installed)"]
     return missing
@@ -66,3 +73,40 @@ def test_the_package_imports_only_what_it_declares():
 @pytest.mark.parametrize("folder", ["tests", "tests/benchmarks"])
 def test_the_tests_import_only_what_the_test_extra_declares(folder):
     assert undeclared(REPO / folder, declared() | declared(extra="test")) == {}
+
+
+# -- what a built wheel holds ------------------------------------------------------------------
+# Read from the build configuration rather than by building a wheel (seconds, and a build
+# environment): setuptools ships the .py files of every package it finds (namespace packages
+# included, the pyproject default), and of the rest only what [tool.setuptools.package-data]
+# names.
+
+
+def package_data_shipped() -> set[str]:
+    """The non-Python files [tool.setuptools.package-data] puts in the wheel."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = set()
+    for package, patterns in config["package-data"].items():
+        folder = REPO.joinpath(*package.split("."))
+        for pattern in patterns:
+            shipped |= {path.relative_to(REPO).as_posix() for path in folder.glob(pattern)}
+    return shipped
+
+
+def package_files() -> set[str]:
+    """Every file under autograder/, as a path from the repository root."""
+    return {
+        path.relative_to(REPO).as_posix()
+        for path in (REPO / "autograder").rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def test_the_wheel_ships_py_typed_and_every_bundled_example():
+    data = {name for name in package_files() if not name.endswith(".py")}
+    # The files the main job and type checkers need are there to be shipped...
+    assert "autograder/py.typed" in data
+    for folder in ("submissions", "hostile", "broken"):
+        assert any(name.startswith(f"autograder/demo/{folder}/") for name in data), folder
+    # ...and the build configuration ships every one of them.
+    assert data - package_data_shipped() == set()
