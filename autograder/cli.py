@@ -149,7 +149,7 @@ def _lms(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _add_lms(commands: argparse._SubParsersAction) -> None:
+def _add_lms(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``autograder lms canvas|moodle``: the gradebook as a learning platform's import CSV."""
     from autograder.platforms.canvas import MATCH_COLUMNS
     from autograder.platforms.grades import CELL_CHOICES

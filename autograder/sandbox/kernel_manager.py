@@ -221,16 +221,23 @@ class SandboxedKernelManager(AsyncKernelManager):
         if uid is not None and self._owners is None and not under(str(cwd), str(private)):
             self._lend_working_dir(cwd, uid, root)
         kw["env"] = sandbox.kernel_env(
-            kw.get("env") or os.environ, private, self._token, self.env_passthrough, self.slot
+            kw.get("env") or os.environ, private, self._token, self.env_passthrough, self._slot
         )
         cmd, kw = await super()._async_pre_start_kernel(**kw)
-        kw["env"].update(forced_env(private, self._token, self.slot))  # kernelspec env cannot undo
+        kw["env"].update(forced_env(private, self._token, self._slot))  # kernelspec env cannot undo
         if uid is not None:
             os.chown(self.connection_file, uid, uid)
         plan = launch_plan(
             sandbox, mode=mode, cwd=cwd, private_dir=private, mask_file=mask_file, uid=uid
         )
         return launcher_command(cmd, plan), kw
+
+    @property
+    def _slot(self) -> int:
+        """The slot this kernel holds (taken before anything else starts)."""
+        if self.slot is None:
+            raise SandboxUnavailable("the kernel has no sandbox slot yet")
+        return int(self.slot)
 
     def _take_slot(self, root: Path) -> None:
         if self._slot_fd is None:
@@ -240,7 +247,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def _claim_uid(self, mode: Mode) -> int | None:
         """The slot's uid when the kernel gets a dedicated one; whatever it ran is killed."""
-        uid = self.sandbox.uid_for(self.slot) if mode.dedicated_uid else None
+        uid = self.sandbox.uid_for(self._slot) if mode.dedicated_uid else None
         self._kernel_uid = uid
         if uid is not None:
             with contextlib.suppress(KeyError):
@@ -269,8 +276,10 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._owners = chown_tree(cwd, uid, skip=[*protected, *hidden])
 
     async def _async_post_start_kernel(self, **kw: Any) -> None:
-        with contextlib.suppress(psutil.Error, AttributeError, TypeError):
-            self._kernel_started = psutil.Process(self.provisioner.pid).create_time()
+        pid = getattr(self.provisioner, "pid", None)
+        with contextlib.suppress(psutil.Error, TypeError):
+            if pid is not None:
+                self._kernel_started = psutil.Process(pid).create_time()
         await super()._async_post_start_kernel(**kw)
 
     post_start_kernel = _async_post_start_kernel
@@ -292,7 +301,7 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     async def kill_leftovers(self) -> list[int]:
         """Kill everything the kernel and the student's code started; reap the kernel."""
-        pid = self.provisioner.pid if self.provisioner is not None else None
+        pid = getattr(self.provisioner, "pid", None)
         if pid is None and self._kernel_uid is None:
             return []
         killed = await asyncio.to_thread(
