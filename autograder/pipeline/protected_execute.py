@@ -45,10 +45,13 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from nbgrader.utils import is_grade
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, validate
 
-from autograder import defaults, integrity, limits
+from autograder import defaults, limits
+from autograder.integrity.evidence import FLAGS
+from autograder.integrity.probe import probe_code, read_probe
+from autograder.integrity.static.read import scan_notebook
+from autograder.notebook_cells import grade_id, is_test
 from autograder.sandbox import (
     SandboxedKernelManager,  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
 )
@@ -112,10 +115,6 @@ def _error_output(ename: str, evalue: str) -> NotebookNode:
     return NotebookNode(
         output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
     )
-
-
-def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
 
 
 def _passed(cell: NotebookNode) -> bool:
@@ -223,7 +222,7 @@ def _student_words(item: dict[str, str]) -> str:
     flag = item["flag"]
     if flag in _STUDENT_WORDS:
         return _STUDENT_WORDS[flag]
-    what = integrity.FLAGS.get(flag, flag.replace("-", " "))
+    what = FLAGS.get(flag, flag.replace("-", " "))
     return f"in {item['cell']}, the notebook {what}."
 
 
@@ -392,7 +391,7 @@ class ProtectedExecute(Execute):
         self._told_truncated = False
         info = (resources or {}).get("nbgrader", {})
         run = NotebookRun(student=info.get("student", "?"), notebook=info.get("notebook", "?"))
-        run.cells = [CellRecord(index, _grade_id(cell)) for index, cell in enumerate(nb.cells)]
+        run.cells = [CellRecord(index, grade_id(cell)) for index, cell in enumerate(nb.cells)]
         clock = limits.student_clock(run.student, run.notebook)
         started = time.monotonic()
         student_left = clock.remaining(self.student_timeout)
@@ -415,7 +414,7 @@ class ProtectedExecute(Execute):
 
     def _static_read(self, nb: NotebookNode, run: NotebookRun) -> list[tuple[int, Any]]:
         """Before any student code runs. Evidence in cell i taints every test after i."""
-        static = [(self._cell_index(nb, item.cell), item) for item in integrity.scan_notebook(nb)]
+        static = [(self._cell_index(nb, item.cell), item) for item in scan_notebook(nb)]
         # Cells edited before sanitizing: restored, so no credit was at stake.
         run.evidence.extend(nb.metadata.get("autograder", {}).get("inspection", []))
         run.evidence.extend(self._evidence_dict(item) for _, item in static)
@@ -453,7 +452,7 @@ class ProtectedExecute(Execute):
         if seconds <= 0:
             self._stop(nb, run, index, limit, f"the notebook stopped before cell {index + 1}")
             return False
-        test = cell.cell_type == "code" and is_grade(cell)
+        test = cell.cell_type == "code" and is_test(cell)
         probe_evidence: list[dict[str, str]] | None = []
         if test and self.probe_kernel:
             probe_evidence = self._probe_within(nb, run, budget, index, record.grade_id)
@@ -614,7 +613,7 @@ class ProtectedExecute(Execute):
     @staticmethod
     def _cell_index(nb: NotebookNode, where: str) -> int:
         for index, cell in enumerate(nb.cells):
-            if _grade_id(cell) == where or where == f"cell {index + 1}":
+            if grade_id(cell) == where or where == f"cell {index + 1}":
                 return index
         return 0
 
@@ -626,10 +625,10 @@ class ProtectedExecute(Execute):
         """Evidence from the probe; KernelNotAnswering when it did not finish in ``seconds``."""
         nonce = secrets.token_hex(8)
         try:
-            text = run_sync(self._run_hidden)(integrity.probe_code(nonce), seconds)
+            text = run_sync(self._run_hidden)(probe_code(nonce), seconds)
         except DeadKernelError:
             return []  # the cell itself will report the dead kernel
-        found = [self._evidence_dict(e) for e in integrity.read_probe(text, nonce, where)]
+        found = [self._evidence_dict(e) for e in read_probe(text, nonce, where)]
         run.evidence.extend(found)
         return found
 
@@ -745,7 +744,7 @@ class ProtectedExecute(Execute):
 
     def _not_run(self, nb: NotebookNode, start: int, why: str) -> None:
         for cell in nb.cells[start:]:
-            if cell.cell_type == "code" and is_grade(cell):
+            if cell.cell_type == "code" and is_test(cell):
                 cell.outputs = [_error_output("NotRun", f"This test was not run: {why}.")]
 
     # -- output size ---------------------------------------------------------------------------

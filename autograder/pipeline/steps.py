@@ -10,7 +10,7 @@ from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from autograder import integrity
+from autograder.integrity.cells import inspect_cells
 from autograder.pipeline.protected_execute import find_coursedir
 
 
@@ -41,7 +41,7 @@ class InspectSubmission(NbGraderPreprocessor):
                 notebook = None
             for cell in notebook.source_cells if notebook else []:
                 instructor[cell.name] = cell.source
-        found = integrity.inspect_cells(nb, released, instructor)
+        found = inspect_cells(nb, released, instructor)
         nb.metadata.setdefault("autograder", {})["inspection"] = [
             {"flag": e.flag, "cell": e.cell, "detail": e.detail} for e in found
         ]
