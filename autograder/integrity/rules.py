@@ -30,7 +30,7 @@ DEFAULT_MODULE_NAMES: dict[str, str] = {
 
 # Builtins the test cells (and the probe) call by name: a global of the same name in the
 # notebook would replace them for every later cell. Kept in step with the test cells by
-# tests/integrity/test_integrity.py. Names honest students shadow (sum, max, min, id, type, ...)
+# tests/integrity/test_static_read.py. Names honest students shadow (sum, max, min, id, type, ...)
 # are not here: no test cell uses them.
 PROTECTED_BUILTINS = words(
     "float globals int isinstance len range str print AssertionError exec eval "
