@@ -11,7 +11,7 @@ One path, one shape at each step:
   from the runs and the gradebook's scores; ``report.json``, ``totals.csv``, the CLI
   table and the memory plot read it.
 
-Evidence and observations are the integrity checks' :class:`Evidence`.
+Evidence and observations are :class:`autograder.integrity.evidence.Evidence`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from autograder.integrity import Evidence
+from autograder.integrity.evidence import Evidence
 
 # Statuses of a graded notebook, most serious first (a notebook gets the first that applies).
 STATUSES = ("ungradable", "kernel died", "timed out", "over memory", "flagged", "graded")

@@ -110,3 +110,17 @@ def started_kernel() -> Iterator[Kernel]:
 def kernel() -> Iterator[Kernel]:
     with started_kernel() as fresh:
         yield fresh
+
+
+def execute_protected(nb, work: Path, *, student: str = "s", notebook: str = "n", **traits) -> dict:
+    """Execute ``nb`` (in place) in ``work`` with ProtectedExecute, as the grader does; its
+    run record (status, evidence, cells). Each student has a time budget of their own."""
+    from autograder.pipeline.protected_execute import ProtectedExecute
+
+    protected = ProtectedExecute(evidence_dir=str(work.parent / "runs"), timeout=60, **traits)
+    resources = {
+        "metadata": {"path": str(work)},
+        "nbgrader": {"student": student, "notebook": notebook},
+    }
+    protected.preprocess(nb, resources)
+    return resources["autograder"].to_json()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from autograder.integrity import Evidence
+from autograder.integrity.evidence import Evidence
 from autograder.records import CellRecord, NotebookRun
 
 _TRACK = re.compile(r"checks\.track\(\s*\w+\s*,\s*[\"'](\w+)[\"']")

@@ -10,8 +10,8 @@ from nbformat import NotebookNode
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from autograder import integrity
-from autograder.integrity import Evidence
+from autograder.integrity.cells import inspect_cells
+from autograder.integrity.evidence import Evidence
 from autograder.pipeline.course_directory import find_coursedir
 
 # nbgrader sanitizes a notebook, writes it, and reads it back to autograde it, in the same
@@ -47,7 +47,7 @@ class InspectSubmission(NbGraderPreprocessor):
             if released_path.is_file()
             else nbformat.v4.new_notebook()
         )
-        _FOUND[_key(info)] = integrity.inspect_cells(nb, released, _instructor_sources(info))
+        _FOUND[_key(info)] = inspect_cells(nb, released, _instructor_sources(info))
         return nb, resources
 
 

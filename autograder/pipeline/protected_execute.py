@@ -40,11 +40,14 @@ from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
-from nbgrader.utils import is_grade
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, validate
 
-from autograder import defaults, integrity, limits
-from autograder.integrity import Evidence, outside
+from autograder import defaults, limits
+from autograder.integrity import outside
+from autograder.integrity.evidence import Evidence
+from autograder.integrity.probe import probe_code, read_probe
+from autograder.integrity.static.read import scan_notebook
+from autograder.notebook_cells import grade_id, is_test
 from autograder.pipeline import verdicts
 from autograder.pipeline.cell_limits import (
     KILL_SETTLE,
@@ -63,12 +66,8 @@ from autograder.sandbox import (
 )
 
 
-def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
 def _is_test(cell: NotebookNode) -> bool:
-    return cell.cell_type == "code" and is_grade(cell)
+    return cell.cell_type == "code" and is_test(cell)
 
 
 class ProtectedExecute(Execute):
@@ -183,7 +182,7 @@ class ProtectedExecute(Execute):
         self._told_truncated = False
         info = (resources or {}).get("nbgrader", {})
         run = NotebookRun(student=info.get("student", "?"), notebook=info.get("notebook", "?"))
-        run.cells = [CellRecord(index, _grade_id(cell)) for index, cell in enumerate(nb.cells)]
+        run.cells = [CellRecord(index, grade_id(cell)) for index, cell in enumerate(nb.cells)]
         clock = limits.student_clock(run.student, run.notebook)
         started = time.monotonic()
         student_left = clock.remaining(self.student_timeout)
@@ -212,7 +211,7 @@ class ProtectedExecute(Execute):
         self, nb: NotebookNode, run: NotebookRun, info: dict[str, str]
     ) -> list[tuple[int, Evidence]]:
         """Before any student code runs. Evidence in cell i taints every test after i."""
-        static = [(self._cell_index(nb, item.cell), item) for item in integrity.scan_notebook(nb)]
+        static = [(self._cell_index(nb, item.cell), item) for item in scan_notebook(nb)]
         # Cells edited before sanitizing: restored, so no credit was at stake.
         run.evidence.extend(take_inspection(info))
         run.evidence.extend(item for _, item in static)
@@ -429,7 +428,7 @@ class ProtectedExecute(Execute):
     @staticmethod
     def _cell_index(nb: NotebookNode, where: str) -> int:
         for index, cell in enumerate(nb.cells):
-            if _grade_id(cell) == where or where == f"cell {index + 1}":
+            if grade_id(cell) == where or where == f"cell {index + 1}":
                 return index
         return 0
 
@@ -437,10 +436,10 @@ class ProtectedExecute(Execute):
         """Evidence from the probe; KernelNotAnswering when it did not finish in ``seconds``."""
         nonce = secrets.token_hex(8)
         try:
-            text = run_sync(run_hidden)(self.kc, integrity.probe_code(nonce), seconds)
+            text = run_sync(run_hidden)(self.kc, probe_code(nonce), seconds)
         except DeadKernelError:
             return []  # the cell itself will report the dead kernel
-        found = integrity.read_probe(text, nonce, where)
+        found = read_probe(text, nonce, where)
         run.evidence.extend(found)
         return found
 

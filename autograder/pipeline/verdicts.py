@@ -8,10 +8,9 @@ output with words a student can act on; the same words go into the cell's record
 from __future__ import annotations
 
 from nbformat import NotebookNode
-from nbgrader.utils import is_grade
 
-from autograder import integrity
-from autograder.integrity import Evidence
+from autograder.integrity.evidence import FLAGS, Evidence
+from autograder.notebook_cells import is_test
 from autograder.records import CellRecord
 
 _STUDENT_WORDS = {
@@ -61,7 +60,7 @@ def student_words(item: Evidence) -> str:
     """What a student reads about one piece of evidence: where, and what the code did."""
     if item.flag in _STUDENT_WORDS:
         return _STUDENT_WORDS[item.flag]
-    what = integrity.FLAGS.get(item.flag, item.flag.replace("-", " "))
+    what = FLAGS.get(item.flag, item.flag.replace("-", " "))
     return f"in {item.cell}, the notebook {what}."
 
 
@@ -83,6 +82,6 @@ def distrust(cell: NotebookNode, record: CellRecord, evidence: list[Evidence]) -
 def not_run(nb: NotebookNode, records: list[CellRecord], start: int, why: str) -> None:
     """Every test from ``start`` on scores 0, saying why it was not run."""
     for cell, record in zip(nb.cells[start:], records[start:], strict=True):
-        if cell.cell_type == "code" and is_grade(cell):
+        if cell.cell_type == "code" and is_test(cell):
             cell.outputs = []
             conclude(cell, record, "not run", "NotRun", f"This test was not run: {why}.")

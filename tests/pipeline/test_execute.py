@@ -8,25 +8,19 @@ import nbformat
 
 from autograder.pipeline.protected_execute import ProtectedExecute
 
+from ..conftest import execute_protected
+
 ATEXIT_CELL = (
     "import atexit, pathlib\n"
     "atexit.register(lambda: pathlib.Path('written-at-exit.txt').write_text('too late'))"
 )
 
 
-def execute(nb: nbformat.NotebookNode, work: Path, **traits) -> dict:
-    """Execute ``nb`` (in place) in ``work`` with ProtectedExecute; its run record."""
-    protected = ProtectedExecute(evidence_dir=str(work.parent / "runs"), timeout=60, **traits)
-    resources = {"metadata": {"path": str(work)}, "nbgrader": {"student": "s", "notebook": "n"}}
-    protected.preprocess(nb, resources)
-    return resources["autograder"].to_json()
-
-
 def run_protected(cells: list[str], work: Path, **traits) -> dict:
     """Execute ``cells`` in ``work`` with ProtectedExecute; its run record."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
-    return execute(nb, work, **traits)
+    return execute_protected(nb, work, **traits)
 
 
 def test_student_code_gets_no_say_after_the_last_cell(work):
@@ -86,7 +80,7 @@ def run_budget_test(stats: str, work: Path) -> tuple[dict, list]:
         "solution": False,
         "locked": True,
     }
-    return execute(nb, work), nb.cells[2].outputs
+    return execute_protected(nb, work), nb.cells[2].outputs
 
 
 def test_memory_the_tracer_misses_is_seen_from_outside(work):
@@ -144,7 +138,7 @@ def test_resident_memory_that_stays_after_an_honest_free_flags_nothing(work):
     """Heap reuse keeps a freed array resident exactly as a hidden copy would: the grader
     records what it saw for the instructor, and neither flags nor distrusts the result."""
     nb = graded(FRAGMENTS_THEN_FREES, 4)
-    record = execute(nb, work)
+    record = execute_protected(nb, work)
     assert record["status"] == "graded" and record["evidence"] == [] and record["flags"] == []
     assert not any(output.get("output_type") == "error" for output in nb.cells[4].outputs)
     cells = record["cells"]
@@ -162,7 +156,7 @@ def test_resident_memory_stays_an_observation_beside_a_flag(work):
     cells = [*FRAGMENTS_THEN_FREES]
     cells[3] = "grid = None\nimport os\nos._exit  # named, never called: a static flag"
     nb = graded(cells, 4)
-    record = execute(nb, work)
+    record = execute_protected(nb, work)
     assert record["status"] == "flagged" and "exits-kernel" in record["flags"]
     assert "rss-not-freed" not in record["flags"]
     assert {o["flag"] for o in record["observations"]} <= {"rss-not-freed"}
