@@ -29,6 +29,24 @@ def cell_scores(db_url: str, assignment: str, student: str) -> list[CellScore]:
         ]
 
 
+def submission_time(db_url: str, assignment: str, student: str) -> dict[str, object]:
+    """When the graded submission was made and how late it was, as nbgrader recorded it:
+    ``submitted_at`` (UTC, from nbgrader submit's timestamp.txt; None when the submission had
+    none), ``seconds_late`` past the due date and the ``late_penalty`` nbgrader's late-submission
+    plugin took (``c.LateSubmissionPlugin.penalty_method``)."""
+    with Gradebook(db_url) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return {"submitted_at": None, "seconds_late": 0.0, "late_penalty": 0.0}
+        stamp = submission.timestamp
+        return {
+            "submitted_at": f"{stamp.isoformat()} UTC" if stamp is not None else None,
+            "seconds_late": float(submission.total_seconds_late),
+            "late_penalty": float(submission.late_submission_penalty or 0),
+        }
+
+
 def exercise_of(cell: str) -> str:
     """'ex2_freed_test' -> 'ex2'; 'q3_test' -> 'quiz'."""
     prefix = cell.split("_", 1)[0]

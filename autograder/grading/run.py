@@ -43,7 +43,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import defaults
 from autograder.course import Course, hidden_from_students, tool_environment
-from autograder.grading.gradebook import cell_scores
+from autograder.grading.gradebook import cell_scores, submission_time
 from autograder.grading.plots import plot_memory
 from autograder.grading.staging import StagedSubmission, stage
 from autograder.grading.table import format_table, points
@@ -244,6 +244,8 @@ def _student_report(
         "submission_sha256": staged.sha256,
         "score": sum(e["score"] for e in entries),
         "max_score": sum(notebooks.values()),
+        # which submission was graded (collect keeps a student's latest) and whether it was late
+        **submission_time(course.db_url, course.assignment, staged.student),
         "flagged": any(e["flags"] for e in entries),
         # how long the student's notebooks ran together (their time limit's clock)
         "seconds": round(sum(e["seconds"] or 0 for e in entries), 3),
