@@ -49,7 +49,7 @@ def _release(args: argparse.Namespace) -> int:
 def _hub_settings(course: Course, args: argparse.Namespace) -> HubSettings:
     from autograder.hub.instructor import hub_settings
 
-    return hub_settings(course.root, args.exchange or None, args.course_id)
+    return hub_settings(course.root, Path(args.exchange) if args.exchange else None, args.course_id)
 
 
 def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
@@ -285,8 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument(
         "--exchange",
         nargs="?",
-        const="",
-        type=Path,
+        const="",  # the bare flag: nbgrader_config.py's root (a str: argparse would make Path(".") of it)
         metavar="ROOT",
         help="also release to nbgrader's exchange (default ROOT: nbgrader_config.py's)",
     )

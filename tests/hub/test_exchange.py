@@ -84,3 +84,14 @@ def test_settings_come_from_the_command_line_then_the_course_config(tmp_path: Pa
         f"--Exchange.root={tmp_path / 'ex'}",
         "--CourseDirectory.course_id=other",
     )
+
+
+def test_bare_exchange_flag_uses_the_configured_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    course = copy_course(tmp_path / "course")
+    config = course / "nbgrader_config.py"
+    root = tmp_path / "configured-exchange"  # does not exist: the check names it
+    config.write_text(config.read_text() + f"\nc.Exchange.root = {str(root)!r}\n")
+    assert main(["--course-dir", str(course), "release", "--exchange"]) == 2
+    assert f"The exchange folder {root} does not exist" in capsys.readouterr().err
