@@ -186,17 +186,7 @@ def expected_scores(example: Example, report: dict) -> dict[str, tuple[float, fl
     }
 
 
-def test_bad_input_says_what_is_wrong(hub: Hub) -> None:
-    # A student fetching before anything is released: nbgrader names what it looked for.
-    fetched = hub.runner.run(
-        hub.solved, ["nbgrader", "fetch_assignment", ASSIGNMENT], env=hub.student_env()
-    )
-    output = fetched.stdout + fetched.stderr
-    assert fetched.returncode != 0, output
-    assert (
-        f"Assignment not found at: {hub.exchange}/{hub.course_id}/outbound/{ASSIGNMENT}" in output
-    )
-    assert not (hub.solved.home / ASSIGNMENT).exists()
+def test_a_bad_exchange_is_refused_with_its_fix(hub: Hub) -> None:
     # An exchange the hub admin left 0755 (root's): refused, with the fix, before anything runs.
     bad = hub.base / "exchange-0755"
     bad.mkdir(mode=0o755, exist_ok=True)
@@ -211,6 +201,18 @@ def test_bad_input_says_what_is_wrong(hub: Hub) -> None:
 def test_release_submit_collect_grade_and_return_feedback(hub: Hub, tmp_path: Path) -> None:
     runner, instructor, steps = hub.runner, hub.instructor, Steps()
     outbound = hub.exchange / hub.course_id / "outbound" / ASSIGNMENT
+
+    # 0. A student fetching before anything is released: nbgrader names what it looked for.
+    fetched = hub.runner.run(
+        hub.solved, ["nbgrader", "fetch_assignment", ASSIGNMENT], env=hub.student_env()
+    )
+    output = fetched.stdout + fetched.stderr
+    assert fetched.returncode != 0, output
+    assert (
+        f"Assignment not found at: {hub.exchange}/{hub.course_id}/outbound/{ASSIGNMENT}" in output
+    )
+    assert not (hub.solved.home / ASSIGNMENT).exists()
+    steps.done("fetching before the release: refused, 'Assignment not found at: <outbound path>'")
 
     # 1. The instructor releases: release/ regenerated, then copied to the exchange.
     output = runner.ok(
