@@ -44,3 +44,12 @@ c.ProtectedExecute.extra_arguments = [
     "--InteractiveShell.xmode=Plain",
 ]
 c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)
+
+# On a shared JupyterHub (README, "On a shared JupyterHub"; autograder.hub): the course id
+# students see and the exchange folder assignments are released to and submitted into (a hub
+# admin creates it: `autograder hub exchange PATH`). Set both to your hub's, and give students
+# the same two with `autograder hub student-config`. nbgrader records a submission after the
+# due date as late (AssignLatePenalties above); to score a late notebook 0, uncomment the last line.
+c.CourseDirectory.course_id = defaults.HUB_COURSE_ID
+c.Exchange.root = defaults.HUB_EXCHANGE_ROOT
+# c.LateSubmissionPlugin.penalty_method = "zero"

@@ -6,10 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from autograder import defaults, limits
 from autograder.course import ASSIGNMENT, Course, NbgraderError, find_course_root
 from autograder.grading.run import GradingError
+from autograder.hub import HubError
+
+if TYPE_CHECKING:
+    from autograder.hub.instructor import HubSettings
 
 
 def _course_root(args: argparse.Namespace) -> Path:
@@ -31,9 +36,129 @@ def _release(args: argparse.Namespace) -> int:
     from autograder.release import release
 
     course = Course(_course_root(args))
+    if args.exchange is not None:
+        return _release_to_exchange(course, args)
     for path in release(course):
         print(path.relative_to(course.root))
     return 0
+
+
+# -- on a shared JupyterHub: plain functions in autograder.hub -------------------------------
+
+
+def _hub_settings(course: Course, args: argparse.Namespace) -> HubSettings:
+    from autograder.hub.instructor import hub_settings
+
+    return hub_settings(course.root, Path(args.exchange) if args.exchange else None, args.course_id)
+
+
+def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
+    from autograder.hub.instructor import release_to_exchange
+
+    hub = _hub_settings(course, args)
+    for path in release_to_exchange(course, hub, force=args.force):
+        print(path.relative_to(course.root))
+    print(f"Released {course.assignment} to {hub.exchange_root}/{hub.course_id}/outbound.")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from autograder.hub.instructor import collect_submissions
+
+    course = Course(_course_root(args), assignment=args.assignment)
+    found = collect_submissions(course, _hub_settings(course, args))
+    for submission in found:
+        print(f"{submission.student}: submitted {submission.timestamp}")
+    print(f"{len(found)} students in {course.submitted}; grade them with `autograder grade`.")
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from autograder.hub.instructor import return_feedback
+
+    course = Course(_course_root(args), assignment=args.assignment)
+    hub = _hub_settings(course, args)
+    released = return_feedback(course, hub)
+    print(
+        f"Released {len(released)} feedback files to {hub.exchange_root}/{hub.course_id}/feedback."
+    )
+    return 0
+
+
+def _hub_exchange(args: argparse.Namespace) -> int:
+    from autograder.hub.exchange import check_exchange, prepare_exchange
+
+    root = args.root if args.check else prepare_exchange(args.root)
+    check_exchange(root)
+    print(f"{root} is ready as nbgrader's exchange (mode 1777).")
+    return 0
+
+
+def _hub_student_config(args: argparse.Namespace) -> int:
+    from autograder.hub.student_config import effective_problems, write_student_config
+
+    to = Path(sys.prefix, "etc", "jupyter") if args.sys_prefix else args.to
+    for path in write_student_config(to, args.course_id, str(args.exchange)):
+        print(path)
+    for problem in effective_problems(to):
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _add_exchange_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--course-id", help="the course id on the exchange (default: nbgrader_config.py's)"
+    )
+
+
+def _add_hub_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, run, text in (
+        (
+            "collect",
+            _collect,
+            "copy the latest submissions from nbgrader's exchange into submitted/",
+        ),
+        ("feedback", _feedback, "generate feedback and release it to nbgrader's exchange"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--assignment", default=ASSIGNMENT, help=f"(default: {ASSIGNMENT})")
+        command.add_argument(
+            "--exchange",
+            type=Path,
+            metavar="ROOT",
+            help="the exchange folder (default: nbgrader_config.py's)",
+        )
+        _add_exchange_options(command)
+        command.set_defaults(run=run)
+    hub = commands.add_parser(
+        "hub", help="a hub admin's set-up: the exchange folder, the students' configuration"
+    )
+    steps = hub.add_subparsers(dest="hub_command", metavar="STEP", required=True)
+    exchange = steps.add_parser(
+        "exchange", help="create nbgrader's exchange folder (mode 1777), or --check it"
+    )
+    exchange.add_argument("root", type=Path, help=f"e.g. {defaults.HUB_EXCHANGE_ROOT}")
+    exchange.add_argument("--check", action="store_true", help="only check it, change nothing")
+    exchange.set_defaults(run=_hub_exchange)
+    student = steps.add_parser(
+        "student-config", help="write the configuration students' Jupyter servers load"
+    )
+    where = student.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--to", type=Path, metavar="DIR", help="a Jupyter config folder, e.g. /etc/jupyter"
+    )
+    where.add_argument("--sys-prefix", action="store_true", help="this environment's etc/jupyter")
+    student.add_argument(
+        "--course-id", default=defaults.HUB_COURSE_ID, help=f"(default: {defaults.HUB_COURSE_ID})"
+    )
+    student.add_argument(
+        "--exchange",
+        type=Path,
+        default=Path(defaults.HUB_EXCHANGE_ROOT),
+        metavar="ROOT",
+        help=f"(default: {defaults.HUB_EXCHANGE_ROOT})",
+    )
+    student.set_defaults(run=_hub_student_config)
 
 
 def _grade(args: argparse.Namespace) -> int:
@@ -238,7 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     release = commands.add_parser("release", help="generate release/ from source/ with nbgrader")
+    release.add_argument(
+        "--exchange",
+        nargs="?",
+        const="",  # the bare flag: nbgrader_config.py's root (a str: argparse would make Path(".") of it)
+        metavar="ROOT",
+        help="also release to nbgrader's exchange (default ROOT: nbgrader_config.py's)",
+    )
+    _add_exchange_options(release)
+    release.add_argument(
+        "--force", action="store_true", help="replace the assignment already on the exchange"
+    )
     release.set_defaults(run=_release)
+    _add_hub_commands(commands)
 
     grade = commands.add_parser(
         "grade",
@@ -276,6 +413,6 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (FileNotFoundError, NbgraderError, GradingError, ValueError) as error:
+    except (FileNotFoundError, NbgraderError, GradingError, HubError, ValueError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2

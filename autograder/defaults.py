@@ -56,3 +56,8 @@ RSS_PEAK_ALLOWANCE = 32 * MiB  # peak RSS over an assert_peak_below budget that 
 
 # -- where a run writes ---------------------------------------------------------------------
 REPORT_DIR = "grading-report"  # under the course root, unless --report says otherwise
+
+# -- on a shared JupyterHub (autograder.hub) --------------------------------------------------
+HUB_COURSE_ID = "numpy-memory"  # the course students see in the Assignments tab
+# nbgrader's own default is /usr/local/share/nbgrader/exchange; /srv is where a hub keeps data.
+HUB_EXCHANGE_ROOT = "/srv/nbgrader/exchange"

@@ -168,6 +168,10 @@ class StudentReport:
     max_score: float
     flagged: bool
     seconds: float  # how long the student's notebooks ran together (their time limit's clock)
+    # Which submission was graded (nbgrader collect keeps a student's latest), and how late.
+    submitted_at: str | None = None
+    seconds_late: float = 0.0
+    late_penalty: float = 0.0
     notebooks: list[NotebookReport] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -29,6 +29,29 @@ def cell_scores(db_url: str, assignment: str, student: str) -> list[CellScore]:
         ]
 
 
+@dataclass(frozen=True)
+class SubmissionTime:
+    """When the graded submission was made and how late it was, as nbgrader recorded it."""
+
+    submitted_at: str | None = None  # UTC, from nbgrader submit's timestamp.txt
+    seconds_late: float = 0.0  # past the due date
+    late_penalty: float = 0.0  # what c.LateSubmissionPlugin.penalty_method took
+
+
+def submission_time(db_url: str, assignment: str, student: str) -> SubmissionTime:
+    with Gradebook(db_url) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return SubmissionTime()
+        stamp = submission.timestamp
+        return SubmissionTime(
+            f"{stamp.isoformat()} UTC" if stamp is not None else None,
+            float(submission.total_seconds_late),
+            float(submission.late_submission_penalty or 0),
+        )
+
+
 def exercise_of(cell: str) -> str:
     """'ex2_freed_test' -> 'ex2'; 'q3_test' -> 'quiz'."""
     prefix = cell.split("_", 1)[0]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import Course
-from autograder.grading.gradebook import CellScore, cell_scores
+from autograder.grading.gradebook import CellScore, cell_scores, submission_time
 from autograder.grading.staging import StagedSubmission
 from autograder.grading.table import format_table, points
 from autograder.limits import TimeLimits
@@ -136,6 +136,7 @@ def student_report(
         )
         for name, max_score in notebooks.items()
     ]
+    when = submission_time(course.db_url, course.assignment, staged.student)
     return StudentReport(
         student=staged.student,
         submission_sha256=staged.sha256,
@@ -143,6 +144,9 @@ def student_report(
         max_score=sum(notebooks.values()),
         flagged=any(e.flags for e in entries),
         seconds=round(sum(e.seconds or 0 for e in entries), 3),
+        submitted_at=when.submitted_at,
+        seconds_late=when.seconds_late,
+        late_penalty=when.late_penalty,
         notebooks=entries,
         notes=staged.notes,
     )

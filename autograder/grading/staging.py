@@ -70,7 +70,8 @@ def read_notebook(path: Path) -> tuple[nbformat.NotebookNode | None, str]:
 
 def stage(folder: Path, staged_folder: Path, expected: list[str], student: str) -> StagedSubmission:
     """Check every file of ``folder`` (a student's ``submitted/<student>/<assignment>``)
-    and copy the gradable notebooks, plus ``timestamp.txt``, into ``staged_folder``."""
+    and copy the gradable notebooks, plus nbgrader submit's ``timestamp.txt`` and
+    ``submission_secret.txt``, into ``staged_folder``."""
     result = StagedSubmission(student, submission_sha256(folder) if folder.is_dir() else "")
     shutil.rmtree(staged_folder, ignore_errors=True)
     staged_folder.mkdir(parents=True)
@@ -78,7 +79,9 @@ def stage(folder: Path, staged_folder: Path, expected: list[str], student: str) 
         result.ungradable = dict.fromkeys(expected, "no submission folder")
         return result
     for path in sorted(folder.iterdir()):
-        if path.name == "timestamp.txt":
+        # nbgrader submit's files: when it was submitted (for the gradebook and lateness), and
+        # the secret release_feedback names the student's feedback with.
+        if path.name in ("timestamp.txt", "submission_secret.txt"):
             shutil.copy2(path, staged_folder / path.name)
         elif path.suffix != ".ipynb" or path.stem not in expected:
             result.notes.append(f"ignored {path.name!r}: not a notebook of this assignment")

@@ -1,0 +1,167 @@
+"""Real Unix users for the hub test: created with useradd, removed after, commands run as them.
+
+This Python must be reachable by other users. Here it is not: the venv's ``python`` links to
+``/root/.pyenv/...`` and ``/root`` is ``drwx------``. Rather than open ``/root`` to everyone
+on a shared machine, each command runs in its own mount namespace where that one
+unsearchable folder is covered by a 0755 tmpfs holding only the entry the interpreter needs
+(``/root/.pyenv``, mounted back in place); nothing changes outside that namespace. The
+worktree itself (``/work/<worktree>``, the venv and the package) is already ``o+rx``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+TOOLS = ("useradd", "userdel", "runuser", "unshare", "mount")
+VENV_BIN = Path(sys.executable).parent
+
+# In a private mount namespace (as root): keep $1 (the entry the interpreter needs under the
+# unsearchable folder $2) aside at $3, cover $2 with a 0755 tmpfs, put $1 back, then run the rest.
+_REACH = (
+    'mount --bind "$1" "$3" && mount -t tmpfs -o mode=0755,size=1m hubtest "$2" && '
+    'mkdir "$1" && mount --move "$3" "$1" && shift 3 && exec "$@"'
+)
+
+
+def why_unavailable() -> str | None:
+    """Why real users cannot be made here (None when they can)."""
+    if os.geteuid() != 0:
+        return "needs root: it creates Unix users with useradd and runs nbgrader as each of them"
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if missing:
+        return f"needs {', '.join(missing)} (util-linux / passwd) to create users and run as them"
+    return None
+
+
+@dataclass(frozen=True)
+class UnixUser:
+    name: str
+    home: Path
+    uid: int
+    gid: int
+
+
+def create_user(name: str, homes: Path) -> UnixUser:
+    """A new user with a private home (0700, as a hub gives each user) under ``homes``."""
+    home = homes / name
+    subprocess.run(
+        [
+            shutil.which("useradd") or "useradd",
+            "--create-home",
+            "--home-dir",
+            str(home),
+            "--shell",
+            "/bin/sh",
+            "--user-group",
+            name,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    home.chmod(0o700)
+    entry = pwd.getpwnam(name)
+    return UnixUser(name, home, entry.pw_uid, entry.pw_gid)
+
+
+def remove_user(user: UnixUser) -> str:
+    """Stop what the test left running as ``user`` (by pid) and delete the user and home.
+    Returns userdel's complaint, if any."""
+    for process in psutil.process_iter(["uids"]):
+        if process.info["uids"] and process.info["uids"].real == user.uid:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signal.SIGKILL)
+    done = subprocess.run(
+        [shutil.which("userdel") or "userdel", "--remove", user.name],
+        capture_output=True,
+        text=True,
+    )
+    return "" if done.returncode == 0 else done.stderr.strip()
+
+
+def _unsearchable(path: Path) -> tuple[Path, Path] | None:
+    """(the first folder on ``path`` others cannot search, its entry on the way), or None."""
+    parts = path.parts
+    for depth in range(1, len(parts) - 1):
+        folder = Path(*parts[:depth])
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return folder, Path(*parts[: depth + 1])
+    return None
+
+
+class Runner:
+    """Runs commands as a user, with a controlled environment and this Python reachable."""
+
+    def __init__(self, stash: Path) -> None:
+        self.stash = stash
+        self.stash.mkdir(mode=0o700, exist_ok=True)
+        # One unsearchable folder is all this handles (here: /root); a second one below it
+        # would show as "permission denied" running python, in the first command's output.
+        self.blocked = _unsearchable(Path(os.path.realpath(sys.executable)))
+        self.path = f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
+
+    def command(self, user: UnixUser, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+        variables = {
+            "HOME": str(user.home),
+            "USER": user.name,
+            "LOGNAME": user.name,
+            "SHELL": "/bin/sh",
+            "PATH": self.path,
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",  # the package is root's: no __pycache__ to write
+            **env,
+        }
+        as_user = [shutil.which("runuser") or "runuser", "-u", user.name, "--", "env", "-i"]
+        as_user += [f"{key}={value}" for key, value in variables.items()] + list(argv)
+        if self.blocked is None:
+            return as_user
+        folder, entry = self.blocked
+        unshare = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private"]
+        return [
+            *unshare,
+            "sh",
+            "-c",
+            _REACH,
+            "sh",
+            str(entry),
+            str(folder),
+            str(self.stash),
+            *as_user,
+        ]
+
+    def run(
+        self,
+        user: UnixUser,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` as ``user`` in ``cwd`` (default: the user's home); never raises on failure."""
+        return subprocess.run(
+            self.command(user, argv, env or {}),
+            cwd=cwd or user.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def ok(self, user: UnixUser, argv: Sequence[str], **kwargs: object) -> str:
+        """Run as ``run`` does; the command must succeed. Returns stdout and stderr together."""
+        done = self.run(user, argv, **kwargs)  # type: ignore[arg-type]
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, f"{' '.join(argv)} as {user.name} failed:\n{output[-3000:]}"
+        return output
