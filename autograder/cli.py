@@ -124,6 +124,91 @@ def _add_limits(grade: argparse.ArgumentParser) -> None:
     )
 
 
+# -- course platforms (autograder.platforms): Gradescope and PrairieLearn ----------------------
+
+
+def _platform(args: argparse.Namespace) -> int:
+    from autograder.platforms import gradescope, prairielearn
+    from autograder.platforms.single_submission import ContainerLimits
+
+    module = gradescope if args.command == "gradescope" else prairielearn
+    if args.action == "run":
+        runner = (
+            gradescope.run_gradescope if module is gradescope else prairielearn.run_prairielearn
+        )
+        return runner(args.root or module.DEFAULT_ROOT, material=args.material)
+    defaults_ = module.DEFAULT_LIMITS
+    limits_ = ContainerLimits(
+        memory_bytes=args.memory or defaults_.memory_bytes,
+        seconds=args.timeout or defaults_.seconds,
+        cpus=defaults_.cpus,
+    )
+    options = (
+        {"image": args.image}
+        if module is prairielearn
+        else {"hidden_visibility": args.hidden_visibility}
+    )
+    builder = (
+        gradescope.build_gradescope if module is gradescope else prairielearn.build_prairielearn
+    )
+    names = builder(
+        _course_root(args), out=args.out, assignment=args.assignment, limits=limits_, **options
+    )
+    print("\n".join(names) + f"\n{len(names)} files in {args.out}")
+    return 0
+
+
+def _add_platforms(commands: argparse._SubParsersAction) -> None:
+    for name, root, out, container in (
+        ("gradescope", "/autograder", "autograder.zip", "768M, 600 s"),
+        ("prairielearn", "/grade", "prairielearn", "2G, 300 s"),
+    ):
+        platform = commands.add_parser(
+            name, help=f"grade on {name.title()}: build its files, or run in its container"
+        )
+        actions = platform.add_subparsers(dest="action", metavar="ACTION", required=True)
+        build = actions.add_parser(
+            "build", help=f"write {out} (the course material never reaches a student)"
+        )
+        build.add_argument("--out", type=Path, default=Path(out), help=f"where (default: {out})")
+        build.add_argument(
+            "--assignment", default=ASSIGNMENT, help=f"assignment (default: {ASSIGNMENT})"
+        )
+        build.add_argument(
+            "--memory",
+            type=_bytes,
+            help=f"the container's memory (default: {container.split(',')[0]})",
+        )
+        build.add_argument(
+            "--timeout",
+            type=_positive,
+            metavar="S",
+            help=f"the container's time limit in seconds (default: {container.split(', ')[1]})",
+        )
+        if name == "gradescope":
+            build.add_argument(
+                "--hidden-visibility",
+                default="after_published",
+                choices=("hidden", "after_due_date", "after_published", "visible"),
+                help="when students see the tests with hidden parts (default: after_published)",
+            )
+        else:
+            build.add_argument(
+                "--image",
+                default="numpy-memory-autograder:latest",
+                help="the grader image's name in info.json",
+            )
+        run = actions.add_parser(
+            "run", help=f"grade one submission in the container (ROOT default: {root})"
+        )
+        run.add_argument("root", type=Path, nargs="?", metavar="ROOT", help=f"default: {root}")
+        run.add_argument(
+            "--material", type=Path, help="the course material (default: where build put it)"
+        )
+        for parser in (build, run):
+            parser.set_defaults(run=_platform)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autograder",
@@ -182,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limits(grade)
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
+    _add_platforms(commands)
     return parser
 
 
