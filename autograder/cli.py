@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from autograder import defaults, limits
 from autograder.course import ASSIGNMENT, Course, NbgraderError, find_course_root
@@ -127,32 +128,47 @@ def _add_limits(grade: argparse.ArgumentParser) -> None:
 # -- course platforms (autograder.platforms): Gradescope and PrairieLearn ----------------------
 
 
-def _platform(args: argparse.Namespace) -> int:
-    from autograder.platforms import gradescope, prairielearn
+def _container(args: argparse.Namespace, default: Any) -> Any:
     from autograder.platforms.single_submission import ContainerLimits
 
-    module = gradescope if args.command == "gradescope" else prairielearn
+    return ContainerLimits(
+        memory_bytes=args.memory or default.memory_bytes,
+        seconds=args.timeout or default.seconds,
+        cpus=default.cpus,
+    )
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from autograder.platforms import gradescope
+
     if args.action == "run":
-        runner = (
-            gradescope.run_gradescope if module is gradescope else prairielearn.run_prairielearn
+        return gradescope.run_gradescope(
+            args.root or gradescope.DEFAULT_ROOT, material=args.material
         )
-        return runner(args.root or module.DEFAULT_ROOT, material=args.material)
-    defaults_ = module.DEFAULT_LIMITS
-    limits_ = ContainerLimits(
-        memory_bytes=args.memory or defaults_.memory_bytes,
-        seconds=args.timeout or defaults_.seconds,
-        cpus=defaults_.cpus,
+    names = gradescope.build_gradescope(
+        _course_root(args),
+        out=args.out,
+        assignment=args.assignment,
+        hidden_visibility=args.hidden_visibility,
+        limits=_container(args, gradescope.DEFAULT_LIMITS),
     )
-    options = (
-        {"image": args.image}
-        if module is prairielearn
-        else {"hidden_visibility": args.hidden_visibility}
-    )
-    builder = (
-        gradescope.build_gradescope if module is gradescope else prairielearn.build_prairielearn
-    )
-    names = builder(
-        _course_root(args), out=args.out, assignment=args.assignment, limits=limits_, **options
+    print("\n".join(names) + f"\n{len(names)} files in {args.out}")
+    return 0
+
+
+def _prairielearn(args: argparse.Namespace) -> int:
+    from autograder.platforms import prairielearn
+
+    if args.action == "run":
+        return prairielearn.run_prairielearn(
+            args.root or prairielearn.DEFAULT_ROOT, material=args.material
+        )
+    names = prairielearn.build_prairielearn(
+        _course_root(args),
+        out=args.out,
+        assignment=args.assignment,
+        image=args.image,
+        limits=_container(args, prairielearn.DEFAULT_LIMITS),
     )
     print("\n".join(names) + f"\n{len(names)} files in {args.out}")
     return 0
@@ -206,7 +222,7 @@ def _add_platforms(commands: argparse._SubParsersAction) -> None:
             "--material", type=Path, help="the course material (default: where build put it)"
         )
         for parser in (build, run):
-            parser.set_defaults(run=_platform)
+            parser.set_defaults(run=_gradescope if name == "gradescope" else _prairielearn)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,3 +69,29 @@ def test_prairielearn_run_without_material_still_writes_results(tmp_path, prairi
     assert prairielearn.run_prairielearn(tmp_path) == 0
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     prairielearn_schema.validate(results)
+
+
+def test_cli_verbs_reach_their_platform():
+    from autograder.cli import build_parser
+
+    args = build_parser().parse_args(["gradescope", "run", "/tmp/root"])
+    assert (args.run.__name__, args.action, args.root) == ("_gradescope", "run", Path("/tmp/root"))
+    args = build_parser().parse_args(["prairielearn", "build", "--out", "q", "--image", "me/g:1"])
+    assert (args.run.__name__, args.action, args.image) == ("_prairielearn", "build", "me/g:1")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["prairielearn", "build", "--timeout", "700"], "at most 600 s"),
+        (["gradescope", "build", "--memory", "512M"], "choose a larger container"),
+    ],
+)
+def test_cli_refuses_a_container_that_cannot_work_before_building(argv, message, tmp_path, capsys):
+    from autograder.cli import main
+
+    from ..conftest import REPO
+
+    assert main(["--course-dir", str(REPO), *argv, "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
