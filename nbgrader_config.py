@@ -11,23 +11,8 @@ Run nbgrader from the repository root, as an instructor would:
 
 from pathlib import Path
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
-from nbgrader.preprocessors import (
-    AssignLatePenalties,
-    CheckCellMetadata,
-    ClearOutput,
-    DeduplicateIds,
-    IgnorePattern,
-    LimitOutput,
-    OverwriteCells,
-    OverwriteKernelspec,
-    SaveAutoGrades,
-)
-
-from autograder import defaults
-from autograder.course import hidden_from_students
-from autograder.pipeline.protected_execute import ProtectedExecute
-from autograder.pipeline.steps import FlagInGradebook, InspectSubmission
+from autograder import defaults, pipeline
+from autograder.sandbox.policy import hidden_from_students
 
 c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this file
 
@@ -36,25 +21,9 @@ ROOT = Path(__file__).resolve().parent
 c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
 
-# nbgrader's own steps, with ours where they must go:
-c.Autograde.sanitize_preprocessors = [
-    InspectSubmission,  # first: record edits to locked cells before OverwriteCells undoes them
-    ClearOutput,
-    DeduplicateIds,
-    OverwriteKernelspec,
-    OverwriteCells,
-    CheckCellMetadata,
-]
-c.Autograde.autograde_preprocessors = [
-    ProtectedExecute,  # replaces Execute: sandboxed kernel, probes, memory read from outside
-    IgnorePattern,
-    ClearMetadataPreprocessor,  # after ProtectedExecute, which reads the inspection metadata
-    LimitOutput,
-    SaveAutoGrades,
-    AssignLatePenalties,
-    CheckCellMetadata,
-    FlagInGradebook,  # last: needs the grades SaveAutoGrades created
-]
+# nbgrader's own steps, with ours where they must go (the order, and why: autograder.pipeline).
+c.Autograde.sanitize_preprocessors = pipeline.SANITIZE_STEPS
+c.Autograde.autograde_preprocessors = pipeline.AUTOGRADE_STEPS
 # A graded cell a student deleted is put back (and run), not silently scored 0.
 c.OverwriteCells.add_missing_cells = True
 

@@ -38,7 +38,8 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from autograder.grading.run import grade, summary_table
+    from autograder.grading.report import summary_table
+    from autograder.grading.run import grade
 
     course = Course(_course_root(args), assignment=args.assignment)
     run = grade(
@@ -225,6 +226,86 @@ def _add_platforms(commands: argparse._SubParsersAction) -> None:
             parser.set_defaults(run=_gradescope if name == "gradescope" else _prairielearn)
 
 
+def _lms(args: argparse.Namespace) -> int:
+    from autograder.platforms.grades import Policy
+    from autograder.platforms.lms import export_canvas, export_moodle
+
+    course = Course(_course_root(args), assignment=args.assignment)
+    common = {
+        "gradebook": args.gradebook or course.gradebook,
+        "to": args.to,
+        "assignment": args.assignment,
+        "report_dir": args.report or course.root / defaults.REPORT_DIR,
+        "title": args.title or "",
+        "policy": Policy(missing=args.missing, flagged=args.flagged, ungradable=args.ungradable),
+        "students": args.student or (),
+    }
+    if args.platform == "canvas":
+        outcome = export_canvas(
+            roster=args.roster, match=args.match, assignment_id=args.assignment_id or "", **common
+        )
+    else:
+        outcome = export_moodle(identifier=args.identifier, feedback=args.feedback, **common)
+    print(outcome.summary())
+    return outcome.exit_code
+
+
+def _add_lms(commands: argparse._SubParsersAction) -> None:
+    """``autograder lms canvas|moodle``: the gradebook as a learning platform's import CSV."""
+    from autograder.platforms.canvas import MATCH_COLUMNS
+    from autograder.platforms.grades import CELL_CHOICES
+    from autograder.platforms.moodle import IDENTIFIERS
+
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--to", type=Path, required=True, help="the CSV file to write")
+    shared.add_argument(
+        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
+    )
+    shared.add_argument("--gradebook", type=Path, help="gradebook.db (default: the course's)")
+    shared.add_argument(
+        "--report", type=Path, help=f"autograder grade's report (default: {defaults.REPORT_DIR}/)"
+    )
+    shared.add_argument("--title", help="the grade column's title (default: the assignment)")
+    shared.add_argument("--student", action="append", help="only this student (repeatable)")
+    for kind, choices, what in (
+        ("missing", CELL_CHOICES[1:], "without a submission"),
+        ("flagged", CELL_CHOICES, "flagged for tampering (score: their points)"),
+        ("ungradable", CELL_CHOICES, "with a notebook that could not be graded"),
+    ):
+        shared.add_argument(
+            f"--{kind}",
+            choices=choices,
+            default="empty",
+            help=f"the cell of a student {what} (default: empty)",
+        )
+    lms = commands.add_parser("lms", help="write the grades as a Canvas or Moodle import CSV")
+    platforms = lms.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
+    canvas = platforms.add_parser("canvas", parents=[shared], help="Canvas's gradebook import")
+    canvas.add_argument(
+        "--roster", type=Path, required=True, help="Canvas's gradebook export (Grades > Export)"
+    )
+    canvas.add_argument(
+        "--match",
+        choices=list(MATCH_COLUMNS),
+        default="sis_login_id",
+        help="the roster column that holds the nbgrader id (default: sis_login_id)",
+    )
+    canvas.add_argument(
+        "--assignment-id", help="Canvas's assignment id (default: from the roster, else new)"
+    )
+    moodle = platforms.add_parser("moodle", parents=[shared], help="Moodle's grade import")
+    moodle.add_argument(
+        "--identifier",
+        choices=IDENTIFIERS,
+        default="username",
+        help="the Moodle user field the id column maps to (default: username)",
+    )
+    moodle.add_argument(
+        "--feedback", action="store_true", help="add a feedback column (students see it)"
+    )
+    lms.set_defaults(run=_lms)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autograder",
@@ -283,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limits(grade)
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
+
+    _add_lms(commands)
     _add_platforms(commands)
     return parser
 

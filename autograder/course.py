@@ -86,24 +86,6 @@ class Course:
         return log
 
 
-def hidden_from_students(root: Path, *extra: Path) -> list[str]:
-    """What a student kernel must not see of a course directory: the instructor's
-    notebooks (also in .git), the gradebook, everyone's submissions and graded copies,
-    the tests (solutions), and the grading reports."""
-    names = [
-        "source",
-        ".git",
-        "gradebook.db",
-        "submitted",
-        "autograded",
-        "feedback",
-        "tests",
-        "grading-report",
-        "grading-demo",
-    ]
-    return [str(root / name) for name in names] + [str(path) for path in extra]
-
-
 def tool_environment() -> dict[str, str]:
     """This environment, with this Python's scripts first on PATH.
 

@@ -46,7 +46,8 @@ MAX_PROCESSES = 64  # only with a dedicated uid (as root): RLIMIT_NPROC counts p
 MAX_FILE_BYTES = 512 * MiB
 MAX_OPEN_FILES = 256
 
-# -- what one notebook may leave in its graded copy ----------------------------------------
+# -- what one notebook may be, and leave in its graded copy --------------------------------
+MAX_NOTEBOOK_BYTES = 20 * MiB  # a submitted notebook larger than this is not graded
 MAX_OUTPUT_BYTES = 2 * MiB  # past this, outputs are dropped (errors and stderr are kept)
 
 # -- evidence read from outside the kernel -------------------------------------------------

@@ -16,9 +16,10 @@ from typing import Any
 
 from autograder.course import Course
 from autograder.demo.examples import Example, load_examples, write_submission
-from autograder.grading.gradebook import CellScore, cell_scores, exercise_totals
+from autograder.grading.gradebook import CellScore, exercise_totals
 from autograder.grading.run import grade
 from autograder.grading.table import format_table, points
+from autograder.records import NotebookReport, StudentReport
 from autograder.release import release
 
 # The bundled examples, shipped with the package so the main job needs no checkout of tests/.
@@ -30,7 +31,7 @@ EXAMPLE_FOLDERS = tuple(EXAMPLES / name for name in ("submissions", "hostile", "
 class GradedExample:
     example: Example
     scores: list[CellScore]
-    report: dict[str, Any] | None = (
+    report: StudentReport | None = (
         None  # autograder grade's report for the student, if graded by it
     )
 
@@ -41,21 +42,19 @@ class GradedExample:
         return [cell for cell in self.scores if not wanted or cell.notebook in wanted]
 
     @property
-    def graded_notebooks(self) -> list[dict[str, Any]]:
+    def graded_notebooks(self) -> list[NotebookReport]:
         """The report's notebooks that have graded cells (the lesson has none)."""
-        return [n for n in (self.report or {}).get("notebooks", []) if n["cells"]]
+        return [n for n in self.report.notebooks if n.cells] if self.report else []
 
     @property
     def status(self) -> str:
         """The statuses of what was submitted (a notebook left out on purpose is not news)."""
-        statuses = sorted(
-            {n["status"] for n in self.graded_notebooks if n["reason"] != "not submitted"}
-        )
+        statuses = sorted({n.status for n in self.graded_notebooks if n.reason != "not submitted"})
         return ", ".join(statuses) or "ungradable"
 
     @property
     def flags(self) -> list[str]:
-        return sorted({flag for n in self.graded_notebooks for flag in n["flags"]})
+        return sorted({flag for n in self.graded_notebooks for flag in n.flags})
 
     def mismatches(self) -> list[str]:
         """Where the result differs from the example's golden scores, status and flags."""
@@ -69,24 +68,13 @@ class GradedExample:
         if not self.scores:
             wrong.append("no grades recorded")
         if self.report is not None:
-            statuses = {n["status"] for n in self.graded_notebooks}
+            statuses = {n.status for n in self.graded_notebooks}
             if self.example.status not in statuses:
                 wrong.append(f"status {sorted(statuses)}, expected {self.example.status!r}")
             missing = set(self.example.flags) - set(self.flags)
             if missing or (self.flags and not self.example.flags):
                 wrong.append(f"flags {self.flags}, expected {list(self.example.flags)}")
         return wrong
-
-
-def grade_with_nbgrader(course: Course, examples: list[Example]) -> list[GradedExample]:
-    """Submit every example and grade them with plain ``nbgrader autograde``."""
-    for example in examples:
-        write_submission(example, course)
-    course.run_nbgrader("autograde", course.assignment, "--force")
-    return [
-        GradedExample(example, cell_scores(course.db_url, course.assignment, example.name))
-        for example in examples
-    ]
 
 
 def grade_with_autograder(
@@ -96,14 +84,14 @@ def grade_with_autograder(
     for example in examples:
         write_submission(example, course)
     run = grade(course, force=True, **options)
-    reports = {student["student"]: student for student in run.students}
+    reports = {student.student: student for student in run.students}
     return [
         GradedExample(
             example,
             [
-                CellScore(notebook["notebook"], cell["grade_id"], cell["score"], cell["max_score"])
-                for notebook in reports[example.name]["notebooks"]
-                for cell in notebook["cells"]
+                CellScore(notebook.notebook, cell.grade_id, cell.score, cell.max_score)
+                for notebook in reports[example.name].notebooks
+                for cell in notebook.cells
             ],
             reports[example.name],
         )

@@ -66,7 +66,7 @@ class Example:
     )  # grade_id -> a tampered locked/test cell
     deleted_cells: tuple[str, ...] = ()  # grade_ids removed from the submitted notebook
     files: dict[str, str] = field(default_factory=dict)  # extra files, written as they are
-    status: str = "graded"  # the grading status it must get (see autograder.pipeline.protected_execute.STATUSES)
+    status: str = "graded"  # the grading status it must get (see autograder.records.STATUSES)
     reason: str = ""  # words the status's reason must contain
     flags: tuple[str, ...] = ()  # the integrity flags it must raise: () means never flagged
 

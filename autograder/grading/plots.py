@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from autograder.records import StudentReport
 
 
-def plot_memory(student: dict[str, Any], folder: Path) -> Path | None:
+def plot_memory(student: StudentReport, folder: Path) -> Path | None:
     """Write ``<folder>/<student>.png`` from a student's report; None when nothing ran."""
-    runs = [n for n in student["notebooks"] if n["memory_after_each_cell"]]
+    runs = [n for n in student.notebooks if n.memory_after_each_cell]
     if not runs:
         return None
     import matplotlib
@@ -18,14 +19,14 @@ def plot_memory(student: dict[str, Any], folder: Path) -> Path | None:
 
     figure, axes = plt.subplots(len(runs), 1, figsize=(7, 2.2 * len(runs)), squeeze=False)
     for axis, notebook in zip(axes[:, 0], runs, strict=True):
-        points = notebook["memory_after_each_cell"]
-        cells = [p["cell"] for p in points]
-        mib = [(p["rss_bytes"] or 0) / 2**20 for p in points]
+        points = notebook.memory_after_each_cell
+        cells = [p.cell for p in points]
+        mib = [(p.rss_bytes or 0) / 2**20 for p in points]
         axis.plot(cells, mib, marker=".", linewidth=1)
         tests = [
-            (p["cell"], m)
+            (p.cell, m)
             for p, m in zip(points, mib, strict=True)
-            if p["grade_id"] and p["grade_id"].endswith("_test")
+            if p.grade_id and p.grade_id.endswith("_test")
         ]
         if tests:
             axis.scatter(
@@ -37,14 +38,14 @@ def plot_memory(student: dict[str, Any], folder: Path) -> Path | None:
                 zorder=3,
             )
             axis.legend(loc="upper left", fontsize=7)
-        axis.set_title(f"{notebook['notebook']}: {notebook['status']}", fontsize=9)
+        axis.set_title(f"{notebook.notebook}: {notebook.status}", fontsize=9)
         axis.set_ylabel("kernel RSS (MiB)", fontsize=8)
         axis.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("cell", fontsize=8)
-    figure.suptitle(f"{student['student']}: memory after each cell", fontsize=10)
+    figure.suptitle(f"{student.student}: memory after each cell", fontsize=10)
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{student['student']}.png"
+    path = folder / f"{student.student}.png"
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path

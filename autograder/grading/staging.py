@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-MAX_NOTEBOOK_BYTES = 20 * 2**20
+from autograder.defaults import MAX_NOTEBOOK_BYTES
 
 
 @dataclass

@@ -1,4 +1,6 @@
-"""Grade where courses run: one uploaded submission, graded in a container of the platform's.
+"""Adapters for the platforms where courses run: Gradescope, PrairieLearn, Canvas, Moodle.
+
+Gradescope and PrairieLearn grade one uploaded submission in a container of their own.
 
 Each platform is a small adapter over the same protected grading of one submission
 (:mod:`autograder.platforms.single_submission`: a throw-away copy of the course, the
@@ -18,4 +20,9 @@ What a student uploads is checked first (:mod:`autograder.platforms.uploads`): n
 are matched by name (or, when renamed, by their cells), zips are opened without trusting
 their paths, and every refused file gets a message the student can act on. Every error
 path still writes a valid results file.
+
+Canvas and Moodle take the grades a course has recorded:
+:mod:`autograder.platforms.lms` (``autograder lms canvas|moodle`` and the same exports as
+nbgrader ``ExportPlugin`` classes), :mod:`autograder.platforms.canvas`,
+:mod:`autograder.platforms.moodle`, :mod:`autograder.platforms.grades`.
 """

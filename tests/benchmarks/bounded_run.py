@@ -70,7 +70,7 @@ def _submit(course: Course, students: int, hostile: int) -> None:
 
 def _rows(run) -> list[list[str]]:
     rows = []
-    for student in run.students:
+    for student in [s.to_json() for s in run.students]:
         graded = [n for n in student["notebooks"] if n["cells"]]
         rows.append(
             [
@@ -120,7 +120,7 @@ def _report(run, wall: float, args: argparse.Namespace) -> int:
     print()
     print(format_table(["student", "ran", "status", "ended by", "score"], _rows(run)))
     per_student = run.limits.student_worst_case(2)
-    longest = max(run.students, key=lambda s: s["seconds"])
+    longest = max([s.to_json() for s in run.students], key=lambda s: s["seconds"])
     print(
         f"\nBound, computed before the run: {run.worst_case_seconds:.0f} s "
         f"({duration(run.worst_case_seconds)}). Wall time: {wall:.1f} s "
@@ -135,14 +135,14 @@ def _report(run, wall: float, args: argparse.Namespace) -> int:
     # What the bound allows for time outside the notebooks' own runs, against what it took.
     rounds = math.ceil(len(run.students) / args.workers)
     allowance = RUN_OVERHEAD + rounds * 2 * NOTEBOOK_OVERHEAD
-    outside = wall - sum(s["seconds"] for s in run.students) / args.workers
+    outside = wall - sum(s["seconds"] for s in [s.to_json() for s in run.students]) / args.workers
     print(
         f"Outside the notebooks' own runs (start-up, nbgrader's steps around each notebook): "
         f"about {outside:.0f} s, against {allowance:.0f} s the bound allows for it."
     )
     stopped = all(
         any(n["ended_by"] == "cell" for n in s["notebooks"])
-        for s in run.students
+        for s in [s.to_json() for s in run.students]
         if s["student"].endswith("spins")
     )
     if not stopped:

@@ -50,7 +50,7 @@ def main() -> int:
         run = grade(course, workers=options.workers, progress=False, plots=False)
     old_alarms = unfair = 0
     print(f"{'notebook':<40} {'old rule: RSS fell?':<28} {'score':>6}  status  flags")
-    for student in sorted(run.students, key=lambda s: s["student"]):
+    for student in sorted([s.to_json() for s in run.students], key=lambda s: s["student"]):
         notebook = next(n for n in student["notebooks"] if n["notebook"] == EXERCISES)
         alarms = {o["cell"] for o in notebook.get("observations", [])}
         freed_tests = [

@@ -96,7 +96,7 @@ def graded(tmp_path_factory):
     for example in ALTERNATIVES + FRAGMENTED:
         write_submission(example, course)
     run = grade(course, workers=2, cell_timeout=CELL_TIMEOUT, progress=False, plots=False)
-    return {student["student"]: student for student in run.students}
+    return {student.student: student.to_json() for student in run.students}
 
 
 def _exercises(report: dict) -> dict:

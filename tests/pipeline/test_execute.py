@@ -19,7 +19,7 @@ def execute(nb: nbformat.NotebookNode, work: Path, **traits) -> dict:
     protected = ProtectedExecute(evidence_dir=str(work.parent / "runs"), timeout=60, **traits)
     resources = {"metadata": {"path": str(work)}, "nbgrader": {"student": "s", "notebook": "n"}}
     protected.preprocess(nb, resources)
-    return resources["autograder"]
+    return resources["autograder"].to_json()
 
 
 def run_protected(cells: list[str], work: Path, **traits) -> dict:

@@ -5,11 +5,12 @@ import pytest
 from nbgrader.api import Gradebook, SubmittedNotebook
 
 from autograder.course import Course
-from autograder.demo import EXAMPLE_FOLDERS, EXAMPLES, grade_with_nbgrader, score_table
+from autograder.demo import EXAMPLE_FOLDERS, EXAMPLES, score_table
 from autograder.demo.examples import load_examples
 from autograder.release import release
 
 from ..conftest import copy_course
+from .nbgrader_autograde import grade_with_nbgrader
 
 pytestmark = pytest.mark.slow
 

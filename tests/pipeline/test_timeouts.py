@@ -22,15 +22,15 @@ from traitlets.config import Config
 from autograder import defaults, limits
 from autograder.cli import main
 from autograder.course import Course
-from autograder.demo import grade_with_nbgrader
 from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.grading.gradebook import cell_scores
-from autograder.grading.run import _cell_messages, grade
+from autograder.grading.run import grade
 from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.release import release
 from autograder.sandbox import SandboxedKernelManager
 
 from ..conftest import copy_course
+from .nbgrader_autograde import grade_with_nbgrader
 
 EXAMPLES = load_examples(Path(__file__).parent / "timeouts")
 QUIZ, EXERCISES = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
@@ -102,10 +102,12 @@ def _graded(course: Course, runs_dir: Path, example: Example) -> Graded:
         for c in cell_scores(course.db_url, course.assignment, example.name)
         if c.notebook in example.notebooks
     }
-    messages: dict[str, str] = {}
-    for notebook in example.notebooks:
-        folder = course.autograded / example.name / course.assignment
-        messages.update(_cell_messages(folder / f"{notebook}.ipynb"))
+    messages = {  # what the executor's record says the student reads
+        cell["grade_id"]: cell["message"]
+        for run in runs.values()
+        for cell in run["cells"]
+        if cell["verdict"]
+    }
     return Graded(runs, scores, messages)
 
 
@@ -237,7 +239,7 @@ def run_notebook(cells: list[str], work: Path, graded=(), **traits) -> tuple[dic
     execute = ProtectedExecute(evidence_dir=str(work.parent / "runs"), **traits)
     resources = {"metadata": {"path": str(work)}, "nbgrader": who}
     execute.preprocess(nb, resources)
-    return resources["autograder"], [cell.outputs for cell in nb.cells]
+    return resources["autograder"].to_json(), [cell.outputs for cell in nb.cells]
 
 
 def _errors(outputs: list) -> list[str]:

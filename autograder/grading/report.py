@@ -1,0 +1,207 @@
+"""The report of a grading run: one record per student, then report.json, totals.csv, a table.
+
+A student's record is made in this process from what the workers left: each notebook's
+run record (:class:`autograder.records.NotebookRun`, saved by the executor) and the
+scores nbgrader saved in the gradebook. The report is written one student at a time, as
+soon as that student is done, so a stopped run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autograder.course import Course
+from autograder.grading.gradebook import CellScore, cell_scores
+from autograder.grading.staging import StagedSubmission
+from autograder.grading.table import format_table, points
+from autograder.limits import TimeLimits
+from autograder.records import (
+    CellReport,
+    MemoryPoint,
+    NotebookReport,
+    NotebookRun,
+    StudentReport,
+)
+
+REPORT_VERSION = 1
+
+
+@dataclass
+class GradingRun:
+    report_dir: Path
+    students: list[StudentReport] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already graded, resumed
+    seconds: float = 0.0
+    limits: TimeLimits | None = None
+    worst_case_seconds: float = 0.0  # the longest the run could have taken, known before it
+
+    @property
+    def report_path(self) -> Path:
+        return self.report_dir / "report.json"
+
+    def run_path(self, student: str, notebook: str) -> Path:
+        """Where the executor saves a notebook's run record (ProtectedExecute.evidence_dir)."""
+        return self.report_dir / "runs" / student / f"{notebook}.json"
+
+    def student_path(self, student: str) -> Path:
+        return self.report_dir / "students" / f"{student}.json"
+
+
+def _last_error(log: str) -> str:
+    """The last line of a log that names an error: the one-line reason."""
+    lines = [line.strip() for line in log.splitlines() if "Error" in line or "Exception" in line]
+    return lines[-1][:300] if lines else "see the log"
+
+
+def _cell_report(score: CellScore, run: NotebookRun | None, status: str, reason: str) -> CellReport:
+    if status == "ungradable":
+        return CellReport(
+            score.cell, score.score, score.max_score, "not run", f"not graded: {reason}"
+        )
+    record = run.cell(score.cell) if run else None
+    verdict, message = (record.verdict, record.message) if record else (None, "")
+    if verdict in ("not run", "distrusted"):
+        cell_status = str(verdict)
+    elif score.score >= score.max_score:
+        cell_status = "passed"
+    else:
+        cell_status = "partial" if score.score > 0 else "failed"
+    return CellReport(score.cell, score.score, score.max_score, cell_status, message)
+
+
+def notebook_report(
+    name: str,
+    max_score: float,
+    run: NotebookRun | None,
+    staged: StagedSubmission,
+    scores: list[CellScore],
+    log: str,
+) -> NotebookReport:
+    """One notebook's entry: its status, each graded cell's score and message, its memory."""
+    failed_log = ""
+    if name in staged.ungradable:
+        status, reason = "ungradable", staged.ungradable[name]
+    elif max_score == 0:
+        status, reason = "graded", "no graded cells: not executed"
+    elif run is not None:
+        status, reason = run.status, run.reason
+    else:
+        status, reason = "ungradable", "the grader failed on this notebook: " + _last_error(log)
+        failed_log = log
+    cells = [_cell_report(s, run, status, reason) for s in scores if s.notebook == name]
+    return NotebookReport(
+        notebook=name,
+        status=status,
+        reason=reason,
+        score=sum(c.score for c in cells),
+        max_score=max_score,
+        cells=cells,
+        flags=run.flags if run else [],
+        evidence=run.evidence if run else [],
+        observations=run.observations if run else [],
+        memory_after_each_cell=[
+            MemoryPoint(c.index + 1, c.grade_id, c.rss_bytes) for c in run.cells if c.ran
+        ]
+        if run
+        else [],
+        seconds=run.seconds if run else None,
+        ended_by=run.ended_by if run else None,
+        limits=run.limits if run else {},
+        sandbox=run.sandbox if run else "",
+        log=failed_log,
+    )
+
+
+def student_report(
+    course: Course,
+    run: GradingRun,
+    staged: StagedSubmission,
+    notebooks: dict[str, float],
+    log: str,
+) -> StudentReport:
+    scores = cell_scores(course.db_url, course.assignment, staged.student)
+    entries = [
+        notebook_report(
+            name,
+            max_score,
+            NotebookRun.load(run.run_path(staged.student, name)),
+            staged,
+            scores,
+            log,
+        )
+        for name, max_score in notebooks.items()
+    ]
+    return StudentReport(
+        student=staged.student,
+        submission_sha256=staged.sha256,
+        score=sum(e.score for e in entries),
+        max_score=sum(notebooks.values()),
+        flagged=any(e.flags for e in entries),
+        seconds=round(sum(e.seconds or 0 for e in entries), 3),
+        notebooks=entries,
+        notes=staged.notes,
+    )
+
+
+def previous_report(run: GradingRun, student: str, sha256: str) -> StudentReport | None:
+    """The student's report from an earlier run, if it graded this very submission."""
+    path = run.student_path(student)
+    if not path.is_file():
+        return None
+    try:
+        previous = StudentReport.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError):  # an older or damaged report: grade again
+        return None
+    return previous if previous.submission_sha256 == sha256 else None
+
+
+def save_student(run: GradingRun, report: StudentReport) -> None:
+    path = run.student_path(report.student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=1))
+
+
+def write_reports(run: GradingRun, assignment: str, workers: int) -> None:
+    """report.json (every student) and totals.csv (one row each)."""
+    report: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "assignment": assignment,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "workers": workers,
+        "seconds": run.seconds,
+        "worst_case_seconds": round(run.worst_case_seconds, 1),
+        "limits": run.limits.to_json() if run.limits else {},
+        "students": [student.to_json() for student in run.students],
+    }
+    run.report_path.write_text(json.dumps(report, indent=1))
+    with (run.report_dir / "totals.csv").open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["student", "score", "max_score", "status", "flags"])
+        for student in run.students:
+            writer.writerow(
+                [
+                    student.student,
+                    student.score,
+                    student.max_score,
+                    student.worst_status,
+                    " ".join(student.flags),
+                ]
+            )
+
+
+def summary_table(run: GradingRun) -> str:
+    rows = [
+        [
+            student.student,
+            f"{points(student.score)}/{points(student.max_score)}",
+            ", ".join(student.statuses),
+            " ".join(student.flags) or "-",
+        ]
+        for student in run.students
+    ]
+    return format_table(["student", "score", "status", "flags"], rows)

@@ -1,0 +1,51 @@
+"""nbgrader's autograde pipeline with this course's steps, one per module, in order.
+
+``nbgrader_config.py`` installs these lists, so plain ``nbgrader autograde`` and
+``autograder grade`` run the same steps. nbgrader runs the sanitizing steps, writes the
+notebook, reads it back and runs the autograding steps, one notebook at a time.
+"""
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
+
+from autograder.pipeline.flag_in_gradebook import FlagInGradebook
+from autograder.pipeline.inspect_submission import InspectSubmission
+from autograder.pipeline.protected_execute import ProtectedExecute
+
+SANITIZE_STEPS = [
+    InspectSubmission,  # first: record edits to locked cells before OverwriteCells undoes them
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    CheckCellMetadata,
+]
+
+AUTOGRADE_STEPS = [
+    ProtectedExecute,  # replaces Execute: sandboxed kernel, probes, memory read from outside
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+    FlagInGradebook,  # last: needs the grades SaveAutoGrades created
+]
+
+__all__ = [
+    "AUTOGRADE_STEPS",
+    "SANITIZE_STEPS",
+    "FlagInGradebook",
+    "InspectSubmission",
+    "ProtectedExecute",
+]
