@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from autograder import defaults, limits
 from autograder.course import ASSIGNMENT, Course, NbgraderError, find_course_root
@@ -250,6 +250,106 @@ def _add_limits(grade: argparse.ArgumentParser) -> None:
     )
 
 
+# -- course platforms (autograder.platforms): Gradescope and PrairieLearn ----------------------
+
+
+def _container(args: argparse.Namespace, default: Any) -> Any:
+    from autograder.platforms.single_submission import ContainerLimits
+
+    return ContainerLimits(
+        memory_bytes=args.memory or default.memory_bytes,
+        seconds=args.timeout or default.seconds,
+        cpus=default.cpus,
+    )
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from autograder.platforms import gradescope
+
+    if args.action == "run":
+        return gradescope.run_gradescope(
+            args.root or gradescope.DEFAULT_ROOT, material=args.material
+        )
+    names = gradescope.build_gradescope(
+        _course_root(args),
+        out=args.out,
+        assignment=args.assignment,
+        hidden_visibility=args.hidden_visibility,
+        limits=_container(args, gradescope.DEFAULT_LIMITS),
+    )
+    print("\n".join(names) + f"\n{len(names)} files in {args.out}")
+    return 0
+
+
+def _prairielearn(args: argparse.Namespace) -> int:
+    from autograder.platforms import prairielearn
+
+    if args.action == "run":
+        return prairielearn.run_prairielearn(
+            args.root or prairielearn.DEFAULT_ROOT, material=args.material
+        )
+    names = prairielearn.build_prairielearn(
+        _course_root(args),
+        out=args.out,
+        assignment=args.assignment,
+        image=args.image,
+        limits=_container(args, prairielearn.DEFAULT_LIMITS),
+    )
+    print("\n".join(names) + f"\n{len(names)} files in {args.out}")
+    return 0
+
+
+def _add_platforms(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, root, out, container in (
+        ("gradescope", "/autograder", "autograder.zip", "768M, 600 s"),
+        ("prairielearn", "/grade", "prairielearn", "2G, 300 s"),
+    ):
+        platform = commands.add_parser(
+            name, help=f"grade on {name.title()}: build its files, or run in its container"
+        )
+        actions = platform.add_subparsers(dest="action", metavar="ACTION", required=True)
+        build = actions.add_parser(
+            "build", help=f"write {out} (the course material never reaches a student)"
+        )
+        build.add_argument("--out", type=Path, default=Path(out), help=f"where (default: {out})")
+        build.add_argument(
+            "--assignment", default=ASSIGNMENT, help=f"assignment (default: {ASSIGNMENT})"
+        )
+        build.add_argument(
+            "--memory",
+            type=_bytes,
+            help=f"the container's memory (default: {container.split(',')[0]})",
+        )
+        build.add_argument(
+            "--timeout",
+            type=_positive,
+            metavar="S",
+            help=f"the container's time limit in seconds (default: {container.split(', ')[1]})",
+        )
+        if name == "gradescope":
+            build.add_argument(
+                "--hidden-visibility",
+                default="after_published",
+                choices=("hidden", "after_due_date", "after_published", "visible"),
+                help="when students see the tests with hidden parts (default: after_published)",
+            )
+        else:
+            build.add_argument(
+                "--image",
+                default="numpy-memory-autograder:latest",
+                help="the grader image's name in info.json",
+            )
+        run = actions.add_parser(
+            "run", help=f"grade one submission in the container (ROOT default: {root})"
+        )
+        run.add_argument("root", type=Path, nargs="?", metavar="ROOT", help=f"default: {root}")
+        run.add_argument(
+            "--material", type=Path, help="the course material (default: where build put it)"
+        )
+        for parser in (build, run):
+            parser.set_defaults(run=_gradescope if name == "gradescope" else _prairielearn)
+
+
 def _lms(args: argparse.Namespace) -> int:
     from autograder.platforms.grades import Policy
     from autograder.platforms.lms import export_canvas, export_moodle
@@ -402,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     grade.set_defaults(run=_grade)
 
     _add_lms(commands)
+    _add_platforms(commands)
     return parser
 
 

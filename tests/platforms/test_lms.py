@@ -449,7 +449,7 @@ def test_bundled_examples_get_the_points_autograder_grade_recorded(tmp_path):
         if example.name in E2E_EXAMPLES
     ]
     graded = grade_with_autograder(course, examples, workers=2, cell_timeout=10, progress=False)
-    recorded = {result.example.name: result.report["score"] for result in graded}
+    recorded = {result.example.name: result.report.score for result in graded}
     assert set(recorded) == set(E2E_EXAMPLES)
     roster = [(f"Student {i}", str(i), "", name, "A") for i, name in enumerate(E2E_EXAMPLES)]
     _write_roster(course.root / "roster.csv", roster)

@@ -1,0 +1,97 @@
+"""The shell scripts the platforms run: valid bash, and a results file even when the grader
+cannot start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from autograder.platforms import gradescope, prairielearn
+
+SCRIPTS = {
+    "setup.sh": gradescope.SETUP_SH,
+    "run_autograder": gradescope.RUN_AUTOGRADER,
+    "run_grader": prairielearn.RUN_GRADER,
+}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_scripts_are_bash_with_a_shebang(name, tmp_path):
+    script = tmp_path / name
+    script.write_text(SCRIPTS[name])
+    assert SCRIPTS[name].startswith("#!/usr/bin/env bash\n")
+    done = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_setup_installs_only_the_pinned_set_and_the_shipped_wheel():
+    installs = [line for line in gradescope.SETUP_SH.splitlines() if "install" in line]
+    pip = [line for line in installs if "pip install" in line]
+    assert all("--no-deps" in line for line in pip) and len(pip) == 2
+    assert any("-r requirements.txt" in line for line in pip)
+    assert any("./*.whl" in line for line in pip)
+    assert not any(word in gradescope.SETUP_SH for word in ("curl", "wget", "conda", "http"))
+
+
+def run_script(text: str, root: Path, env_root: str) -> dict:
+    script = root / "script"
+    script.write_text(text)
+    script.chmod(0o755)
+    env = {**os.environ, "AUTOGRADER_BIN": "/bin/false", "AUTOGRADER_ROOT": env_root}
+    subprocess.run([str(script)], env=env, capture_output=True, check=False)
+    return json.loads((root / "results" / "results.json").read_text())
+
+
+def test_run_autograder_writes_results_when_the_grader_cannot_start(tmp_path, gradescope_schema):
+    results = run_script(gradescope.RUN_AUTOGRADER, tmp_path, str(tmp_path))
+    gradescope_schema.validate(results)
+    assert "could not grade" in results["output"]
+
+
+def test_run_grader_writes_results_when_the_grader_cannot_start(tmp_path, prairielearn_schema):
+    results = run_script(prairielearn.RUN_GRADER, tmp_path, str(tmp_path))
+    prairielearn_schema.validate(results)
+    assert results["gradable"] is False
+
+
+def test_gradescope_run_without_material_still_writes_results(tmp_path, gradescope_schema, capsys):
+    assert gradescope.run_gradescope(tmp_path) == 0
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    gradescope_schema.validate(results)
+    assert "THE GRADER FAILED" in capsys.readouterr().out
+
+
+def test_prairielearn_run_without_material_still_writes_results(tmp_path, prairielearn_schema):
+    assert prairielearn.run_prairielearn(tmp_path) == 0
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    prairielearn_schema.validate(results)
+
+
+def test_cli_verbs_reach_their_platform():
+    from autograder.cli import build_parser
+
+    args = build_parser().parse_args(["gradescope", "run", "/tmp/root"])
+    assert (args.run.__name__, args.action, args.root) == ("_gradescope", "run", Path("/tmp/root"))
+    args = build_parser().parse_args(["prairielearn", "build", "--out", "q", "--image", "me/g:1"])
+    assert (args.run.__name__, args.action, args.image) == ("_prairielearn", "build", "me/g:1")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["prairielearn", "build", "--timeout", "700"], "at most 600 s"),
+        (["gradescope", "build", "--memory", "512M"], "choose a larger container"),
+    ],
+)
+def test_cli_refuses_a_container_that_cannot_work_before_building(argv, message, tmp_path, capsys):
+    from autograder.cli import main
+
+    from ..conftest import REPO
+
+    assert main(["--course-dir", str(REPO), *argv, "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
