@@ -61,6 +61,22 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from autograder.student.check import run_check
+
+    return run_check(args.notebook)
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from autograder.student.feedback import write_feedback
+
+    course = Course(_course_root(args), assignment=args.assignment)
+    pages = write_feedback(course, report_dir=args.report, out_dir=args.out, students=args.student)
+    for page in pages:
+        print(page)
+    return 0
+
+
 def _bytes(text: str) -> int:
     """'3G', '512M', '2147483648' -> bytes."""
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
@@ -182,6 +198,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limits(grade)
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
+
+    check = commands.add_parser(
+        "check",
+        help="run your notebook the way grading will and say what passes (visible tests only)",
+    )
+    check.add_argument(
+        "notebook",
+        nargs="*",
+        type=Path,
+        help="the notebooks to check (default: the assignment's notebooks in this folder)",
+    )
+    check.set_defaults(run=_check)
+
+    feedback = commands.add_parser(
+        "feedback", help="write each graded student's feedback page (HTML) from the report"
+    )
+    feedback.add_argument(
+        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
+    )
+    feedback.add_argument("--student", action="append", help="only this student (repeatable)")
+    feedback.add_argument(
+        "--report", type=Path, help=f"the grading report folder (default: {defaults.REPORT_DIR}/)"
+    )
+    feedback.add_argument(
+        "--out", type=Path, help="where the pages go (default: feedback-pages/ in the course)"
+    )
+    feedback.set_defaults(run=_feedback)
     return parser
 
 
