@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 from nbformat import NotebookNode
+from nbformat.reader import NotJSONError
 from nbgrader.utils import compute_checksum
 
 from autograder import defaults
@@ -61,9 +62,9 @@ def read_notebook(path: Path) -> NotebookNode:
         raise CheckError(f"{path}: no such file.")
     try:
         return nbformat.read(path, as_version=4)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, NotJSONError, UnicodeDecodeError):
         raise CheckError(
-            f"{path}: not a notebook: the file is not valid JSON ({error}). It may be cut off "
+            f"{path}: not a notebook: the file is not valid JSON. It may be cut off "
             "or corrupted: download the released notebook again and copy your answers into it."
         ) from None
     except Exception as error:  # nbformat's validation and reader errors

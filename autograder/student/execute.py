@@ -1,6 +1,5 @@
-"""The grader's protected execution, run for a student: ``autograder check`` and
-``nbgrader validate`` (see ``nbgrader_config.py``) use it, so a student's own check
-runs with the same kernel, static read, probes and time limits as grading."""
+"""The grader's protected execution, run for a student: ``autograder check`` uses it, so a
+student's own check runs with the same kernel, static read, probes and time limits as grading."""
 
 from __future__ import annotations
 
