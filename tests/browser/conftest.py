@@ -42,7 +42,9 @@ def chromium_path() -> str:
         found = candidate and shutil.which(candidate)
         if found:
             return found
-    pytest.skip("no chromium on this machine: install it (`apt-get install -y chromium`; .ci/run does)")
+    pytest.skip(
+        "no chromium on this machine: install it (`apt-get install -y chromium`; .ci/run does)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -99,12 +101,21 @@ def start_lab() -> Iterator[Callable[..., LabServer]]:
     logs: list = []
 
     def start(folder: Path, token: str | None = None) -> LabServer:
-        server = LabServer(f"http://127.0.0.1:{_free_port()}", token or secrets.token_hex(16), folder)
+        server = LabServer(
+            f"http://127.0.0.1:{_free_port()}", token or secrets.token_hex(16), folder
+        )
         port = server.url.rsplit(":", 1)[1]
         command = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={folder}",
-            f"--IdentityProvider.token={server.token}", "--LabApp.news_url=",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--ServerApp.root_dir={folder}",
+            f"--IdentityProvider.token={server.token}",
+            "--LabApp.news_url=",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         ]
         env = {
@@ -115,7 +126,9 @@ def start_lab() -> Iterator[Callable[..., LabServer]]:
         }
         log = (folder / "jupyter-lab.log").open("w")
         logs.append(log)
-        process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         processes.append(process)
         _wait_until_up(server, process, 60)
         return server
