@@ -24,8 +24,18 @@ def course_folder(tmp_path) -> Path:
 
 
 def run_all_cells(page) -> None:
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.locator("li[data-command='runmenu:run-all']").click()
+    """Run > Run All Cells, until the kernel has taken the first code cell (a click made
+    while the kernel is still connecting can be lost)."""
+    first = page.locator(".jp-CodeCell .jp-InputPrompt").first
+    for _ in range(3):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.locator("li[data-command='runmenu:run-all']").click()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if first.inner_text().strip() not in ("[ ]:", ""):
+                return
+            time.sleep(0.5)
+    raise AssertionError("Run All Cells did not start the notebook")
 
 
 def wait_until_idle(page, seconds: float) -> None:
@@ -46,17 +56,20 @@ def wait_until_idle(page, seconds: float) -> None:
 def open_notebook(page, server, relative: str) -> None:
     page.goto(server.tree(relative))
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=60_000)
-    page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+    # The kernel has started and answered (the status bar names it and says Idle).
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=90_000)
 
 
 def test_lesson_runs_and_shows_its_memory_plot(start_lab, page, course_folder, artifacts):
     server = start_lab(course_folder)
     open_notebook(page, server, f"{RELEASE}/01_lesson_free_large_arrays.ipynb")
     run_all_cells(page)
-    wait_until_idle(page, 90)
     plot = page.locator(".jp-OutputArea-output img").last
+    plot.wait_for(state="attached", timeout=120_000)  # the last cell draws it
+    wait_until_idle(page, 30)
     plot.scroll_into_view_if_needed()
     assert plot.is_visible()
+    assert plot.evaluate("img => img.naturalWidth") > 0  # a decoded picture, not a broken link
     page.screenshot(path=artifacts / "lesson-memory-plot.png")
     print(f"screenshot: {artifacts / 'lesson-memory-plot.png'}")
     # The one error is the lesson's own: the traceback trap raises on purpose.
