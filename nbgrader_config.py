@@ -53,3 +53,13 @@ c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)
 c.CourseDirectory.course_id = defaults.HUB_COURSE_ID
 c.Exchange.root = defaults.HUB_EXCHANGE_ROOT
 # c.LateSubmissionPlugin.penalty_method = "zero"
+
+# What students see (autograder.student): feedback never shows hidden tests (nbgrader's
+# #917, #1363). Validate keeps nbgrader's own Execute (Validator.preprocessors is not
+# configurable); `autograder check` runs the same visible tests under the grader's protections.
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from autograder.student.redact import HideHiddenTests  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

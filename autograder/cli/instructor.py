@@ -1,0 +1,275 @@
+"""What an instructor runs: the main job, release, grade, and the course on a JupyterHub."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from autograder import defaults
+from autograder.cli.arguments import (
+    Commands,
+    add_time_limits,
+    byte_size,
+    course_root,
+    positive,
+)
+from autograder.course import ASSIGNMENT, Course
+
+if TYPE_CHECKING:
+    from autograder.hub.instructor import HubSettings
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from autograder.demo import run_demo
+
+    return run_demo(
+        course_root(args),
+        examples_dir=args.examples,
+        workspace=args.workspace,
+        workers=args.workers,
+    )
+
+
+def _release(args: argparse.Namespace) -> int:
+    from autograder.release import release
+
+    course = Course(course_root(args))
+    if args.exchange is not None:
+        return _release_to_exchange(course, args)
+    for path in release(course):
+        print(path.relative_to(course.root))
+    return 0
+
+
+def _hub_settings(course: Course, args: argparse.Namespace) -> HubSettings:
+    from autograder.hub.instructor import hub_settings
+
+    return hub_settings(course.root, Path(args.exchange) if args.exchange else None, args.course_id)
+
+
+def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
+    from autograder.hub.instructor import release_to_exchange
+
+    hub = _hub_settings(course, args)
+    for path in release_to_exchange(course, hub, force=args.force):
+        print(path.relative_to(course.root))
+    print(f"Released {course.assignment} to {hub.exchange_root}/{hub.course_id}/outbound.")
+    return 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from autograder.hub.instructor import collect_submissions
+
+    course = Course(course_root(args), assignment=args.assignment)
+    found = collect_submissions(course, _hub_settings(course, args))
+    for submission in found:
+        print(f"{submission.student}: submitted {submission.timestamp}")
+    print(f"{len(found)} students in {course.submitted}; grade them with `autograder grade`.")
+    return 0
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    """Each student's feedback page (hidden tests hidden); with --exchange, also nbgrader's
+    feedback (through the course's HideHiddenTests) released to the exchange."""
+    from autograder.student.feedback import write_feedback
+
+    course = Course(course_root(args), assignment=args.assignment)
+    pages = write_feedback(course, report_dir=args.report, out_dir=args.out, students=args.student)
+    for page in pages:
+        print(page)
+    if args.exchange is None:
+        return 0
+    from autograder.hub.instructor import return_feedback
+
+    hub = _hub_settings(course, args)
+    released = return_feedback(course, hub)
+    print(
+        f"Released {len(released)} feedback files to {hub.exchange_root}/{hub.course_id}/feedback."
+    )
+    return 0
+
+
+def _hub_exchange(args: argparse.Namespace) -> int:
+    from autograder.hub.exchange import check_exchange, prepare_exchange
+
+    root = args.root if args.check else prepare_exchange(args.root)
+    check_exchange(root)
+    print(f"{root} is ready as nbgrader's exchange (mode 1777).")
+    return 0
+
+
+def _hub_student_config(args: argparse.Namespace) -> int:
+    from autograder.hub.student_config import effective_problems, write_student_config
+
+    to = Path(sys.prefix, "etc", "jupyter") if args.sys_prefix else args.to
+    for path in write_student_config(to, args.course_id, str(args.exchange)):
+        print(path)
+    for problem in effective_problems(to):
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _add_exchange_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--course-id", help="the course id on the exchange (default: nbgrader_config.py's)"
+    )
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from autograder.grading.report import summary_table
+    from autograder.grading.run import grade
+
+    course = Course(course_root(args), assignment=args.assignment)
+    run = grade(
+        course,
+        workers=args.workers,
+        force=args.force,
+        students=args.student,
+        report_dir=args.report,
+        memory_bytes=args.memory_limit,
+        cell_timeout=args.cell_timeout,
+        notebook_timeout=args.notebook_timeout,
+        student_timeout=args.student_timeout,
+        progress=not args.quiet,
+        announce=lambda line: print(line, flush=True),
+    )
+    print(summary_table(run))
+    resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
+    print(
+        f"\n{len(run.students)} students in {run.seconds:.1f} s{resumed}. Report: {run.report_path}"
+    )
+    return 0
+
+
+def _add_hub_commands(commands: Commands) -> None:
+    for name, run, text in (
+        (
+            "collect",
+            _collect,
+            "copy the latest submissions from nbgrader's exchange into submitted/",
+        ),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--assignment", default=ASSIGNMENT, help=f"(default: {ASSIGNMENT})")
+        command.add_argument(
+            "--exchange",
+            type=Path,
+            metavar="ROOT",
+            help="the exchange folder (default: nbgrader_config.py's)",
+        )
+        _add_exchange_options(command)
+        command.set_defaults(run=run)
+    hub = commands.add_parser(
+        "hub", help="a hub admin's set-up: the exchange folder, the students' configuration"
+    )
+    steps = hub.add_subparsers(dest="hub_command", metavar="STEP", required=True)
+    exchange = steps.add_parser(
+        "exchange", help="create nbgrader's exchange folder (mode 1777), or --check it"
+    )
+    exchange.add_argument("root", type=Path, help=f"e.g. {defaults.HUB_EXCHANGE_ROOT}")
+    exchange.add_argument("--check", action="store_true", help="only check it, change nothing")
+    exchange.set_defaults(run=_hub_exchange)
+    student = steps.add_parser(
+        "student-config", help="write the configuration students' Jupyter servers load"
+    )
+    where = student.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--to", type=Path, metavar="DIR", help="a Jupyter config folder, e.g. /etc/jupyter"
+    )
+    where.add_argument("--sys-prefix", action="store_true", help="this environment's etc/jupyter")
+    student.add_argument(
+        "--course-id", default=defaults.HUB_COURSE_ID, help=f"(default: {defaults.HUB_COURSE_ID})"
+    )
+    student.add_argument(
+        "--exchange",
+        type=Path,
+        default=Path(defaults.HUB_EXCHANGE_ROOT),
+        metavar="ROOT",
+        help=f"(default: {defaults.HUB_EXCHANGE_ROOT})",
+    )
+    student.set_defaults(run=_hub_student_config)
+
+
+def add_commands(commands: Commands) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="release the assignment and grade the bundled example submissions (the default)",
+    )
+    demo.add_argument(
+        "--examples",
+        type=Path,
+        help="one folder of example *.toml (default: the bundled submissions, hostile and broken examples)",
+    )
+    demo.add_argument(
+        "--workers", type=positive, help="parallel workers (default: the machine's cores)"
+    )
+    demo.add_argument(
+        "--workspace",
+        type=Path,
+        help="where the examples are graded (default: grading-demo/, wiped first)",
+    )
+    demo.set_defaults(run=_demo)
+
+    release = commands.add_parser("release", help="generate release/ from source/ with nbgrader")
+    release.add_argument(
+        "--exchange",
+        nargs="?",
+        const="",  # the bare flag: nbgrader_config.py's root (a str: argparse would make Path(".") of it)
+        metavar="ROOT",
+        help="also release to nbgrader's exchange (default ROOT: nbgrader_config.py's)",
+    )
+    _add_exchange_options(release)
+    release.add_argument(
+        "--force", action="store_true", help="replace the assignment already on the exchange"
+    )
+    release.set_defaults(run=_release)
+    _add_hub_commands(commands)
+
+    grade = commands.add_parser(
+        "grade",
+        help="grade submitted/<student>/<assignment>/ in parallel, contained, into the gradebook and a report",
+    )
+    grade.add_argument(
+        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
+    )
+    grade.add_argument(
+        "--workers", type=positive, help="parallel workers (default: the machine's cores)"
+    )
+    grade.add_argument(
+        "--force", action="store_true", help="grade again what is already graded and unchanged"
+    )
+    grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    grade.add_argument(
+        "--report", type=Path, help=f"report folder (default: {defaults.REPORT_DIR}/)"
+    )
+    grade.add_argument(
+        "--memory-limit", type=byte_size, help="memory per student kernel, e.g. 3G (default: 3G)"
+    )
+    add_time_limits(grade)
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.set_defaults(run=_grade)
+
+    feedback = commands.add_parser(
+        "feedback", help="write each graded student's feedback page (HTML) from the report"
+    )
+    feedback.add_argument(
+        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
+    )
+    feedback.add_argument("--student", action="append", help="only this student (repeatable)")
+    feedback.add_argument(
+        "--report", type=Path, help=f"the grading report folder (default: {defaults.REPORT_DIR}/)"
+    )
+    feedback.add_argument(
+        "--out", type=Path, help="where the pages go (default: feedback-pages/ in the course)"
+    )
+    feedback.add_argument(
+        "--exchange",
+        nargs="?",
+        const="",
+        metavar="ROOT",
+        help="also release nbgrader's feedback to its exchange (default ROOT: nbgrader_config.py's)",
+    )
+    _add_exchange_options(feedback)
+    feedback.set_defaults(run=_feedback)

@@ -1,0 +1,1 @@
+"""What students see: ``autograder check`` before submitting, and feedback after grading."""

@@ -1,0 +1,97 @@
+"""``autograder check`` on a student's notebook: blank, half done, finished, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import nbformat
+import pytest
+
+from autograder.cli import main
+from autograder.student.check import check_notebook, run_check
+from tests.conftest import REPO
+from tests.student.notebooks import ASSIGNMENT, solutions, student_notebook
+
+EXERCISES = "04_exercises_free_and_budget_memory"
+QUIZ = "02_quiz_what_del_frees"
+
+
+def _run(paths, capsys, **options) -> tuple[int, str]:
+    code = run_check(paths, **options)
+    return code, capsys.readouterr().out
+
+
+def test_a_corrupt_file_is_not_a_notebook(tmp_path, capsys):
+    path = tmp_path / f"{EXERCISES}.ipynb"
+    path.write_text('{"cells": [{"cell_ty')
+    code, out = _run([path], capsys)
+    assert code == 2
+    assert "not valid JSON" in out and "download the released notebook again" in out
+
+
+def test_a_notebook_of_another_assignment_is_named_as_such(tmp_path, capsys):
+    other = tmp_path / "homework.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    nb.cells[0].metadata["nbgrader"] = {"grade_id": "p1_test", "grade": True, "points": 1}
+    nbformat.write(nb, other)
+    lesson = tmp_path / "lesson.ipynb"
+    shutil.copy(REPO / "release" / ASSIGNMENT / "01_lesson_free_large_arrays.ipynb", lesson)
+    code, out = _run([other, lesson], capsys)
+    assert code == 2
+    assert out.count("not a notebook of this assignment") == 2
+
+
+def test_no_notebook_in_the_folder_says_how_to_name_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    assert "no notebook of this assignment" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_blank_half_done_and_finished(tmp_path, capsys):
+    answers = solutions(EXERCISES)
+    blank = student_notebook(tmp_path / "blank", EXERCISES, {})
+    half = {k: v for k, v in answers.items() if k.startswith(("ex1", "ex2"))}
+    half["ex2_keep_and_free"] = "first_1000 = readings[:1000]\ndel readings"  # a view
+    half_done = student_notebook(tmp_path / "half", EXERCISES, half)
+    finished = student_notebook(tmp_path / "finished", EXERCISES, answers)
+
+    code, out = _run([blank], capsys)
+    assert code == 1 and out.count(": not attempted") == 7
+
+    code, out = _run([half_done], capsys)
+    assert code == 1
+    assert "Exercise 1: allocate, measure and free (3 points): passed" in out
+    assert "Exercise 2: keep a small piece, free the large array (3 points): failed" in out
+    assert "view `first_1000`" in out  # the check's message: what holds it, and the fix
+    assert out.count(": not attempted") == 5
+    assert "hidden tests also check" in out and "### BEGIN HIDDEN" not in out
+
+    code, out = _run([finished], capsys)
+    assert code == 0, out
+    assert out.count(": passed") == 7
+    assert nbformat.read(finished, as_version=4).cells[3].outputs == []  # file untouched
+
+
+@pytest.mark.slow
+def test_deleted_test_cells_and_a_hanging_cell_within_the_limits(tmp_path):
+    answers = solutions(EXERCISES)
+    answers["ex3_free"] = "import time\nwhile True:\n    time.sleep(0.1)"
+    path = student_notebook(tmp_path, EXERCISES, answers)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells = [
+        c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "ex7_freed_test"
+    ]
+    nbformat.write(nb, path)
+    started = time.monotonic()
+    checked = check_notebook(path, cell_timeout=5)
+    assert time.monotonic() - started < 60
+    assert checked.status == "timed out" and "cell" in checked.reason
+    results = {r.exercise.key: r for r in checked.exercises}
+    assert results["ex3"].status == "failed"
+    assert results["ex7"].status == "failed"
+    assert any("ex7_freed_test: this test cell was deleted" in m for m in results["ex7"].messages)
+    assert any("test cells deleted: ex7_freed_test" in w for w in checked.warnings)
+    assert results["ex1"].status == results["ex6"].status == "passed"
