@@ -35,14 +35,8 @@ c.ProtectedExecute.student_timeout = defaults.STUDENT_TIMEOUT  # seconds per stu
 c.ProtectedExecute.interrupt_grace = defaults.INTERRUPT_GRACE  # seconds to answer an interrupt
 # Limits on every student kernel (autograder.sandbox); as root it also runs as an
 # unprivileged user with no network and cannot see the instructor's files.
-# Not the notebook's folder on sys.path: a submitted autograder/ folder must not shadow the package.
-# Plain tracebacks: IPython's default (Context) analyses every frame's source file with
-# stack_data, which under tracemalloc took 5 s for one failed check (0.04 s plain).
-c.ProtectedExecute.extra_arguments = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.ignore_cwd=True",
-    "--InteractiveShell.xmode=Plain",
-]
+# The kernel's arguments (and why): autograder.defaults.KERNEL_ARGUMENTS.
+c.ProtectedExecute.extra_arguments = defaults.KERNEL_ARGUMENTS
 c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)
 
 # On a shared JupyterHub (README, "On a shared JupyterHub"; autograder.hub): the course id

@@ -38,7 +38,17 @@ MAX_CPU_SECONDS = 24 * 3600
 RUN_OVERHEAD = 20.0
 NOTEBOOK_OVERHEAD = 5.0
 
-# -- the student's kernel: rlimits set by the sandbox's launcher ---------------------------
+# -- the student's kernel ----------------------------------------------------------------------
+# Its arguments, when graded and when a student checks: no history file; not the notebook's
+# folder on sys.path (a submitted autograder/ folder must not shadow the package); plain
+# tracebacks (IPython's default analyses every frame's source file with stack_data, which
+# under tracemalloc took 5 s for one failed check, 0.04 s plain).
+KERNEL_ARGUMENTS = [
+    "--HistoryManager.hist_file=:memory:",
+    "--IPKernelApp.ignore_cwd=True",
+    "--InteractiveShell.xmode=Plain",
+]
+# Its rlimits, set by the sandbox's launcher.
 # Address space: the exercises' largest array is 200 MiB, with its temporaries well under 1 GiB;
 # NumPy, IPython and matplotlib map about 1 GiB of address space they never touch.
 MEMORY_BYTES = 3 * GiB

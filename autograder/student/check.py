@@ -170,7 +170,7 @@ def check_notebook(
     nb, resources = execute.preprocess(nb, resources)
     run = resources["autograder"]
     return NotebookCheck(
-        path, notebook, run["status"], run["reason"], _results(nb, notebook, deleted), warnings
+        path, notebook, run.status, run.reason, _results(nb, notebook, deleted), warnings
     )
 
 

@@ -8,16 +8,8 @@ from typing import Any
 
 from traitlets import List, Unicode
 
+from autograder.defaults import KERNEL_ARGUMENTS
 from autograder.pipeline.protected_execute import ProtectedExecute
-
-# The kernel's arguments when graded (nbgrader_config.py sets the same on ProtectedExecute;
-# tests/student/test_check.py proves it): no history file, not the notebook's folder on
-# sys.path, plain tracebacks.
-KERNEL_ARGUMENTS = [
-    "--HistoryManager.hist_file=:memory:",
-    "--IPKernelApp.ignore_cwd=True",
-    "--InteractiveShell.xmode=Plain",
-]
 
 
 class StudentExecute(ProtectedExecute):

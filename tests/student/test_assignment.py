@@ -5,8 +5,8 @@ from __future__ import annotations
 import nbformat
 from traitlets.config import PyFileConfigLoader
 
+from autograder.defaults import KERNEL_ARGUMENTS
 from autograder.student.assignment import NOTEBOOKS, exercise_of
-from autograder.student.execute import KERNEL_ARGUMENTS
 from autograder.student.redact import hidden_blocks, hidden_lines
 from tests.conftest import REPO
 
