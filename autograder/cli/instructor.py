@@ -193,6 +193,12 @@ def _add_hub_commands(commands: Commands) -> None:
 
 
 def add_commands(commands: Commands) -> None:
+    _add_release_commands(commands)
+    _add_hub_commands(commands)
+    _add_grading_commands(commands)
+
+
+def _add_release_commands(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="release the assignment and grade the bundled example submissions (the default)",
@@ -225,8 +231,9 @@ def add_commands(commands: Commands) -> None:
         "--force", action="store_true", help="replace the assignment already on the exchange"
     )
     release.set_defaults(run=_release)
-    _add_hub_commands(commands)
 
+
+def _add_grading_commands(commands: Commands) -> None:
     grade = commands.add_parser(
         "grade",
         help="grade submitted/<student>/<assignment>/ in parallel, contained, into the gradebook and a report",
