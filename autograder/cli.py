@@ -53,6 +53,7 @@ def _grade(args: argparse.Namespace) -> int:
         student_timeout=args.student_timeout,
         progress=not args.quiet,
         announce=lambda line: print(line, flush=True),
+        scheduler=args.scheduler,
     )
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
@@ -181,6 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-limit", type=_bytes, help="memory per student kernel, e.g. 3G (default: 3G)"
     )
     _add_limits(grade)
+    grade.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] "
+        "for a LocalCluster of N workers here (needs the [cluster] extra; --workers is ignored)",
+    )
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
     return parser
