@@ -310,20 +310,22 @@ def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
     command += ["--scheduler", "local:2", "--quiet", "--report", str(report), "--force"]
     command += [arg for student in RESUMED for arg in ("--student", student)]
     command += ["--cell-timeout", "5"]
-    stopped = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
-    process = psutil.Process(stopped.pid)
-    deadline = time.monotonic() + 600
-    while not list((report / "students").glob("*.json")) and time.monotonic() < deadline:
-        assert stopped.poll() is None, stopped.stdout.read().decode()
-        time.sleep(0.2)
-    children = process.children(recursive=True)
-    stopped.send_signal(signal.SIGINT)  # the instructor's Ctrl-C
-    try:
-        stopped.wait(timeout=120)
-    finally:
-        for child in children:
-            if child.is_running():
-                child.kill()
+    log = tmp_path / "stopped.log"
+    with log.open("wb") as output:
+        stopped = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+        process = psutil.Process(stopped.pid)
+        deadline = time.monotonic() + 600
+        while not list((report / "students").glob("*.json")) and time.monotonic() < deadline:
+            assert stopped.poll() is None, log.read_text()
+            time.sleep(0.2)
+        children = process.children(recursive=True)
+        stopped.send_signal(signal.SIGINT)  # the instructor's Ctrl-C
+        try:
+            stopped.wait(timeout=120)
+        finally:
+            for child in children:
+                if child.is_running():
+                    child.kill()
     done_before = sorted(p.stem for p in (report / "students").glob("*.json"))
     assert 1 <= len(done_before) < len(RESUMED), done_before
     resumed = grade(
