@@ -274,7 +274,9 @@ def grade_on_cluster(
         except Exception as error:  # the cluster's failure, after its retries: this student only
             on_done(student, _failure_log(error), False)
         else:
-            write_result(course, runs_dir, result)
-            on_done(student, result.log, not result.log.startswith("ClusterError"))
+            refused = result.log.startswith("ClusterError")  # the worker could not grade at all
+            if not refused:  # else the student's earlier graded notebooks and runs stay as they are
+                write_result(course, runs_dir, result)
+            on_done(student, result.log, not refused)
         future.release()
         submit_more()
