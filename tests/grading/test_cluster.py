@@ -4,6 +4,7 @@ workers: the local pool's report, a worker killed mid-run, a stopped and resumed
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -73,11 +74,21 @@ def test_local_scheduler_names():
         cluster.local_workers("local:0")
 
 
-@pytest.fixture
-def new_gradebook(tmp_path, monkeypatch) -> str:
+@pytest.fixture(scope="module")
+def empty_gradebook(tmp_path_factory) -> Path:
     """An nbgrader gradebook with one assignment: a notebook, two tests and an answer cell."""
-    monkeypatch.setenv("PATH", tool_environment()["PATH"])  # nbgrader runs `alembic` by name
-    return _gradebook(tmp_path / "gradebook.db")
+    path = tmp_path_factory.mktemp("gradebook") / "gradebook.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", tool_environment()["PATH"])  # nbgrader runs `alembic` by name
+        _gradebook(path)
+    return path
+
+
+@pytest.fixture
+def new_gradebook(empty_gradebook, tmp_path) -> str:
+    """A fresh copy of it (making one with nbgrader takes seconds)."""
+    shutil.copy2(empty_gradebook, tmp_path / "gradebook.db")
+    return f"sqlite:///{tmp_path / 'gradebook.db'}"
 
 
 def _gradebook(path: Path) -> str:
