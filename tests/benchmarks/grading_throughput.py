@@ -561,8 +561,8 @@ def cluster_lines(comparisons: list[Comparison], scheduler: str | None) -> list[
             dask = statistics.median(w.seconds for w in comparison.cluster)
             lines.append(
                 f"- {comparison.label}: `--scheduler {scheduler}` took {dask / pool:.2f}x the "
-                f"local pool's time ({dask - pool:+.1f} s: Dask's start-up, the course sent to "
-                "each worker, one task per student)."
+                f"local pool's time ({dask - pool:+.1f} s; it adds Dask's start-up, the course "
+                "sent to each worker and one task per student, and grades the largest first)."
             )
     return lines
 
