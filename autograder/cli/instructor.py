@@ -134,6 +134,7 @@ def _grade(args: argparse.Namespace) -> int:
         student_timeout=args.student_timeout,
         progress=not args.quiet,
         announce=lambda line: print(line, flush=True),
+        scheduler=args.scheduler,
     )
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
@@ -255,6 +256,12 @@ def _add_grading_commands(commands: Commands) -> None:
         "--memory-limit", type=byte_size, help="memory per student kernel, e.g. 3G (default: 3G)"
     )
     add_time_limits(grade)
+    grade.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] "
+        "for a LocalCluster of N workers here (needs the [cluster] extra; --workers is ignored)",
+    )
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
 

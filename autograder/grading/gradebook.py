@@ -1,10 +1,14 @@
-"""Read scores back out of nbgrader's gradebook."""
+"""Read scores back out of nbgrader's gradebook, and write a submission's autograded
+results into it from the one process that writes it (see autograder.grading.task)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from datetime import datetime
 
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 
 
 @dataclass(frozen=True)
@@ -65,3 +69,78 @@ def exercise_totals(scores: list[CellScore]) -> dict[str, tuple[float, float]]:
         got, out_of = totals.get(exercise_of(cell.cell), (0.0, 0.0))
         totals[exercise_of(cell.cell)] = (got + cell.score, out_of + cell.max_score)
     return totals
+
+
+# -- a submission's autograded results, carried from a worker's gradebook to the course's ------
+
+
+@dataclass(frozen=True)
+class NotebookScores:
+    """What nbgrader's autograde steps wrote for one submitted notebook."""
+
+    notebook: str
+    auto_scores: dict[str, float | None]  # grade_id -> auto_score
+    auto_comments: dict[str, str | None]  # grade_id -> auto_comment ("No response." or None)
+    flagged: bool = False
+    late_submission_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionScores:
+    student: str
+    timestamp: datetime | None
+    notebooks: tuple[NotebookScores, ...]
+
+
+def read_autograded(db_url: str, assignment: str, student: str) -> SubmissionScores | None:
+    """A submission's autograded scores, comments and flags (None when there is none)."""
+    with Gradebook(db_url) as gradebook:
+        try:
+            submission = gradebook.find_submission(assignment, student)
+        except MissingEntry:
+            return None
+        notebooks = tuple(
+            NotebookScores(
+                notebook.name,
+                {grade.name: grade.auto_score for grade in notebook.grades},
+                {comment.name: comment.auto_comment for comment in notebook.comments},
+                bool(notebook.flagged),
+                notebook.late_submission_penalty,
+            )
+            for notebook in submission.notebooks
+        )
+        return SubmissionScores(student, submission.timestamp, notebooks)
+
+
+def record_autograded(db_url: str, assignment: str, scores: SubmissionScores) -> None:
+    """Write a submission's autograded results into the gradebook, in one transaction.
+
+    What nbgrader's SaveAutoGrades and our FlagInGradebook would have written, so the
+    course's gradebook has one writer (the instructor's process) when students are graded
+    elsewhere. A manual score a grader already gave is kept and marks the cell for review,
+    as nbgrader does. Recording the same submission twice leaves one copy of it.
+    """
+    with Gradebook(db_url) as gradebook, warnings.catch_warnings():
+        # nbgrader's own, harmless, on every new submission (the pool's workers ignore it too)
+        warnings.filterwarnings("ignore", category=SAWarning)
+        gradebook.update_or_create_student(scores.student)
+        submission = gradebook.update_or_create_submission(assignment, scores.student)
+        if scores.timestamp is not None:
+            submission.timestamp = scores.timestamp
+        wanted = {entry.notebook: entry for entry in scores.notebooks}
+        for notebook in submission.notebooks:
+            entry = wanted.get(notebook.name)
+            if entry is None:  # not in the worker's copy of the assignment: nothing to write
+                continue
+            notebook.flagged = entry.flagged
+            notebook.late_submission_penalty = entry.late_submission_penalty
+            for grade in notebook.grades:
+                if grade.name in entry.auto_scores:
+                    grade.auto_score = entry.auto_scores[grade.name]
+                    grade.needs_manual_grade = (
+                        grade.manual_score is not None or grade.auto_score is None
+                    )
+            for comment in notebook.comments:
+                if comment.name in entry.auto_comments:
+                    comment.auto_comment = entry.auto_comments[comment.name]
+        gradebook.db.commit()

@@ -22,11 +22,13 @@ through nbgrader, one student at a time each, retrying if SQLite is busy.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
 
@@ -66,6 +68,7 @@ def grade(
     progress: bool = True,
     plots: bool = True,
     announce: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
 ) -> GradingRun:
     """Grade every submission (or ``students``) of ``course``; see the module docstring.
 
@@ -73,21 +76,74 @@ def grade(
     submissions are skipped unless ``force``. The time limits default to the
     course's ``nbgrader_config.py``; limits that cannot be enforced raise
     :class:`autograder.limits.LimitError` before anything runs. ``announce`` is
-    given one line before the run: the worst case it can take.
+    given one line before the run: the worst case it can take. ``scheduler``: grade on a
+    Dask cluster (an address, or ``local[:N]``) instead of the local pool
+    (:mod:`autograder.grading.cluster`); ``workers`` is then the cluster's.
     """
+    with contextlib.ExitStack() as stack:
+        client = _connect(scheduler, stack, announce) if scheduler else None
+        return _grade(
+            course,
+            client,
+            workers=workers,
+            force=force,
+            students=students,
+            report_dir=report_dir,
+            memory_bytes=memory_bytes,
+            timing={
+                "timeout": cell_timeout,
+                "notebook_timeout": notebook_timeout,
+                "student_timeout": student_timeout,
+                "interrupt_grace": interrupt_grace,
+            },
+            progress=progress,
+            plots=plots,
+            announce=announce,
+        )
+
+
+def _connect(
+    scheduler: str, stack: contextlib.ExitStack, announce: Callable[[str], None] | None
+) -> Any:
+    """A Dask client for ``scheduler``; Dask is imported only here."""
+    try:
+        from autograder.grading import cluster
+    except ImportError as error:
+        raise GradingError(
+            f"--scheduler needs Dask's distributed, which cannot be imported here ({error}): "
+            "pip install 'numpy-memory-autograder[cluster]'."
+        ) from None
+    client = stack.enter_context(cluster.connect(scheduler))
+    if announce is not None:
+        announce(cluster.describe(client))
+    return client
+
+
+def _grade(
+    course: Course,
+    client: Any,
+    *,
+    workers: int | None,
+    force: bool,
+    students: list[str] | None,
+    report_dir: Path | None,
+    memory_bytes: int | None,
+    timing: dict[str, float | None],
+    progress: bool,
+    plots: bool,
+    announce: Callable[[str], None] | None,
+) -> GradingRun:
     started = time.monotonic()
     report_dir = (report_dir or course.root / defaults.REPORT_DIR).resolve()
-    timing = {
-        "timeout": cell_timeout,
-        "notebook_timeout": notebook_timeout,
-        "student_timeout": student_timeout,
-        "interrupt_grace": interrupt_grace,
-    }
     overrides = overrides_for(course, report_dir, memory_bytes, timing)
     time_limits = time_limits_for(course, overrides)
     notebooks = _assignment_notebooks(course)
     run = GradingRun(report_dir, limits=time_limits)
     staged, todo = _stage_all(course, run, notebooks, _students(course, students), force)
+    if client is not None:
+        from autograder.grading.cluster import worker_threads
+
+        workers = worker_threads(client)
     workers = max(1, workers or os.cpu_count() or 1)
     graded_notebooks = sum(1 for points in notebooks.values() if points > 0)
     run.worst_case_seconds = time_limits.run_worst_case(len(todo), workers, graded_notebooks)
@@ -99,9 +155,10 @@ def grade(
         else None
     )
 
-    def finish(student: str, log: str) -> None:
+    def finish(student: str, log: str, final: bool = True) -> None:
         report = student_report(course, run, staged[student], notebooks, log)
-        save_student(run, report)  # now, so that a stopped run resumes after this student
+        if final:  # not when the cluster failed the student: the next run grades them again
+            save_student(run, report)  # now, so that a stopped run resumes after this student
         run.students.append(report)
         if plots:  # here, while the workers grade, rather than all at the end
             plot_memory(report, report_dir / "memory")
@@ -113,7 +170,13 @@ def grade(
         if not staged[student].staged:
             _record_empty_submission(course, student)
             finish(student, "")
-    grade_in_pool(course, [s for s in todo if staged[s].staged], workers, overrides, finish)
+    to_grade = [s for s in todo if staged[s].staged]
+    if client is not None:
+        from autograder.grading.cluster import grade_on_cluster
+
+        grade_on_cluster(client, course, to_grade, report_dir, overrides, finish)
+    else:
+        grade_in_pool(course, to_grade, workers, overrides, finish)
     if bar is not None:
         bar.close()
     run.students.sort(key=lambda s: s.student)

@@ -30,7 +30,10 @@ Run it from the repository root on an idle machine (about 10 minutes with the de
 2 cores; the report's *other load* column shows how much CPU other processes took meanwhile):
 
     .venv/bin/python tests/benchmarks/grading_throughput.py [--submissions 24] [--workers 2]
-        [--repeat 1] [--overhead-runs 5] [--keep]
+        [--repeat 1] [--overhead-runs 5] [--keep] [--scheduler local:2]
+
+With ``--scheduler``, ``autograder grade --scheduler S`` grades the same course after the local
+pool (a third row; the score agreement is then the Dask run's).
 
 The report (Markdown) goes to stdout, progress to stderr. Exit code 1 when the two graders
 disagree on a score, 2 when a grader fails (the end of its log is printed).
@@ -193,9 +196,11 @@ def run_command(command: list[str], cwd: Path, what: str) -> CpuWatch:
     return watch
 
 
-def run_ours(course: Course, workers: int) -> CpuWatch:
+def run_ours(course: Course, workers: int, scheduler: str | None = None) -> CpuWatch:
     command = [sys.executable, "-m", "autograder", "--course-dir", str(course.root), "grade"]
     command += ["--workers", str(workers), "--force", "--quiet"]
+    if scheduler:
+        command += ["--scheduler", scheduler]
     return run_command(command, course.root, "autograder grade")
 
 
@@ -306,6 +311,7 @@ class Comparison:
     students: int
     ours: list[CpuWatch] = field(default_factory=list)
     stock: list[CpuWatch] = field(default_factory=list)
+    cluster: list[CpuWatch] = field(default_factory=list)  # `--scheduler`, when asked for
     cells_compared: int = 0
     disagreeing_cells: int = 0
     disagreements: list[str] = field(default_factory=list)  # one line per student
@@ -334,6 +340,10 @@ def compare_throughput(
         say(f"[{label}]   {result.stock[-1].seconds:.1f} s; autograder grade ...")
         result.ours.append(run_ours(courses["ours"], args.workers))
         say(f"[{label}]   {result.ours[-1].seconds:.1f} s")
+        if args.scheduler:  # the same course again: its gradebook then holds this run's scores
+            say(f"[{label}]   autograder grade --scheduler {args.scheduler} ...")
+            result.cluster.append(run_ours(courses["ours"], args.workers, args.scheduler))
+            say(f"[{label}]   {result.cluster[-1].seconds:.1f} s")
     result.flagged = our_flags(courses["ours"].root / "grading-report")
     ids = [student for student, _ in students]
     ours = read_scores(courses["ours"], ids, graded)
@@ -500,15 +510,20 @@ def seconds_cell(values: list[float]) -> str:
     return median if len(values) == 1 else f"{median} ({min(values):.2f}-{max(values):.2f})"
 
 
-def throughput_rows(comparison: Comparison, workers: int) -> list[list[str]]:
+def throughput_rows(
+    comparison: Comparison, workers: int, scheduler: str | None = None
+) -> list[list[str]]:
     stock = statistics.median(w.seconds for w in comparison.stock)
     notebooks = comparison.students * len(comparison.notebooks)
     graded = comparison.students * len(comparison.graded)
     rows = []
-    for name, runs, executed in (
+    graders = [
         ("stock `nbgrader autograde`", comparison.stock, notebooks),
         (f"`autograder grade --workers {workers}`", comparison.ours, graded),
-    ):
+    ]
+    if comparison.cluster:
+        graders.append((f"`autograder grade --scheduler {scheduler}`", comparison.cluster, graded))
+    for name, runs, executed in graders:
         seconds = statistics.median(w.seconds for w in runs)
         rows.append(
             [
@@ -519,18 +534,37 @@ def throughput_rows(comparison: Comparison, workers: int) -> list[list[str]]:
                 seconds_cell([w.seconds for w in runs]),
                 per_minute(comparison.students, seconds),
                 per_minute(notebooks, seconds),
-                f"**{stock / seconds:.2f}x**" if runs is comparison.ours else "1.00x",
+                f"**{stock / seconds:.2f}x**" if runs is not comparison.stock else "1.00x",
                 f"{max(w.others for w in runs):.0%}",
             ]
         )
     return rows
 
 
-def throughput_table(comparisons: list[Comparison], workers: int) -> str:
+def throughput_table(
+    comparisons: list[Comparison], workers: int, scheduler: str | None = None
+) -> str:
     headers = ["submissions", "grader", "students", "notebooks (executed)", "wall s"]
     headers += ["submissions/min", "notebooks/min", "throughput vs stock", "other load"]
-    rows = [row for comparison in comparisons for row in throughput_rows(comparison, workers)]
+    rows = [
+        row for comparison in comparisons for row in throughput_rows(comparison, workers, scheduler)
+    ]
     return markdown_table(headers, rows)
+
+
+def cluster_lines(comparisons: list[Comparison], scheduler: str | None) -> list[str]:
+    """The Dask run's wall time against the local pool's, on the same submissions."""
+    lines = []
+    for comparison in comparisons:
+        if comparison.cluster:
+            pool = statistics.median(w.seconds for w in comparison.ours)
+            dask = statistics.median(w.seconds for w in comparison.cluster)
+            lines.append(
+                f"- {comparison.label}: `--scheduler {scheduler}` took {dask / pool:.2f}x the "
+                f"local pool's time ({dask - pool:+.1f} s; it adds Dask's start-up, the course "
+                "sent to each worker and one task per student, and grades the largest first)."
+            )
+    return lines
 
 
 def overhead_table(results: list[Overhead]) -> str:
@@ -626,8 +660,9 @@ def report(
             "",
             f"### Throughput ({how} each, the same submissions for both graders)",
             "",
-            throughput_table(comparisons, args.workers),
+            throughput_table(comparisons, args.workers, args.scheduler),
             "",
+            *cluster_lines(comparisons, args.scheduler),
             "- *graded notebooks only* (apples to apples): every submission holds the quiz and "
             "the exercises, and both graders execute both.",
             "- *full submission*: every submission also holds the lesson, which has no graded "
@@ -676,6 +711,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--overhead-runs", type=int, default=5, help="runs per notebook for the overhead (5)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary course folders")
+    parser.add_argument(
+        "--scheduler",
+        help="also time `autograder grade --scheduler S` (e.g. local:2) on the same course; "
+        "the score agreement is then that run's (needs the [cluster] extra)",
+    )
     args = parser.parse_args(argv)
     if min(args.submissions, args.workers, args.repeat, args.overhead_runs) < 1:
         parser.error("every count must be at least 1")
@@ -692,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     command = (
         f"python {Path(__file__).resolve().relative_to(REPO)} --submissions {args.submissions} "
         f"--workers {args.workers} --repeat {args.repeat} --overhead-runs {args.overhead_runs}"
+        + (f" --scheduler {args.scheduler}" if args.scheduler else "")
     )
     started = time.monotonic()
     load_before = os.getloadavg()[0]

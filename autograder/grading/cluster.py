@@ -1,0 +1,285 @@
+"""Grade on a Dask distributed cluster: ``autograder grade --scheduler ADDRESS|local[:N]``.
+
+Only imported when ``--scheduler`` is given (``pip install '.[cluster]'``). The run is the
+local pool's, with the workers elsewhere:
+
+* once per worker, a :class:`CourseOnWorker` plugin unpacks the course material (the
+  :class:`autograder.grading.task.CourseBundle`), checks that the worker runs the same
+  package (version and code) as the instructor, and tries the sandbox once;
+* one task per student carries the staged notebooks (bytes) and returns the run
+  records, the graded notebooks and the scores (:mod:`autograder.grading.task`);
+* this process is the only writer of the gradebook, the graded notebooks, the run
+  records and the report: a worker killed mid-task leaves nothing half-written. The
+  scheduler gives a task whose worker died to another worker (up to its
+  ``distributed.scheduler.allowed-failures``) and a task that raised is retried
+  (``TASK_RETRIES``); after that the student gets a recorded status in the report
+  and is graded again by the next run;
+* the largest submissions (staged bytes) go first, a few tasks ahead of the free
+  workers, so a run does not end with one worker busy and the others idle, and the
+  scheduler never holds every student's notebooks at once.
+
+Nanny workers are daemonic processes by default; student kernels are started with
+``subprocess`` (allowed there), but a LocalCluster started here sets
+``distributed.worker.daemon: False`` anyway so that nothing a grading step starts is
+refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+from distributed import Client, KilledWorker, LocalCluster, as_completed, get_worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from autograder.course import Course
+from autograder.grading.run import GradingError
+from autograder.grading.task import (
+    CourseBundle,
+    StudentResult,
+    StudentTask,
+    grade_task,
+    package_identity,
+    portable_overrides,
+    staged_files,
+    write_result,
+)
+
+CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worker
+TASK_RETRIES = 2  # a task that raised (not a student's failure: those are results) runs again
+AHEAD = 2  # tasks queued per worker thread beyond the one it runs
+
+# on_done(student, log, final): final False when the student could not be graded for a
+# reason of the cluster's (the report shows it; the next run grades the student again).
+OnDone = Callable[[str, str, bool], None]
+
+
+class ClusterError(GradingError):
+    """The cluster cannot be used for this run (not one student's problem)."""
+
+
+def local_workers(scheduler: str) -> int | None:
+    """N for ``local:N`` (the machine's cores for ``local``); None for a scheduler address."""
+    if scheduler != "local" and not scheduler.startswith("local:"):
+        return None
+    count = scheduler.partition(":")[2]
+    if not count:
+        return os.cpu_count() or 1
+    if not count.isdigit() or int(count) < 1:
+        raise ClusterError(f"--scheduler {scheduler!r}: write local or local:N with N at least 1.")
+    return int(count)
+
+
+@contextlib.contextmanager
+def connect(scheduler: str) -> Iterator[Client]:
+    """A client of ``scheduler``, or of a LocalCluster this process starts and stops."""
+    workers = local_workers(scheduler)
+    if workers is not None:
+        with (
+            dask.config.set({"distributed.worker.daemon": False}),
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise ClusterError(
+            f"Cannot reach the Dask scheduler at {scheduler} within {CONNECT_TIMEOUT} s "
+            f"({type(error).__name__}: {error}). Is `dask scheduler` running there, and is "
+            "the address (tcp://host:8786) right?"
+        ) from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise ClusterError(
+                f"The Dask scheduler at {scheduler} has no workers (waited {CONNECT_TIMEOUT} s): "
+                "start some with `dask worker " + scheduler + " --nthreads 1`."
+            ) from None
+        yield client
+
+
+def worker_threads(client: Client) -> int:
+    return max(1, sum(client.nthreads().values()))
+
+
+def describe(client: Client) -> str:
+    threads = client.nthreads()
+    where = client.scheduler.address
+    dashboard = f", dashboard {client.dashboard_link}" if _has_dashboard(client) else ""
+    return (
+        f"Dask cluster at {where}: {len(threads)} worker{'s' if len(threads) != 1 else ''}, "
+        f"{sum(threads.values())} thread{'s' if sum(threads.values()) != 1 else ''}{dashboard}."
+    )
+
+
+def _has_dashboard(client: Client) -> bool:
+    try:
+        return bool(client.scheduler_info().get("services", {}).get("dashboard"))
+    except Exception:  # the link is a courtesy; never fail a run over it
+        return False
+
+
+class CourseOnWorker(WorkerPlugin):
+    """Per-worker set-up, once per run: the course material, the version check, the sandbox."""
+
+    def __init__(self, bundle: CourseBundle) -> None:
+        self.bundle = bundle
+        self.name = f"autograder-course-{bundle.digest}"
+        self.course_dir: Path | None = None
+        self.problem = ""  # why this worker cannot grade, for every student sent to it
+        self.sandbox = ""
+
+    def setup(self, worker: Any) -> None:
+        identity = package_identity()
+        if identity != self.bundle.identity:
+            self.problem = (
+                f"ClusterError: worker {worker.address} runs numpy-memory-autograder "
+                f"{identity}, the instructor {self.bundle.identity}: install the same version "
+                "on every worker (pip install numpy-memory-autograder==<version>)."
+            )
+            return
+        self.course_dir = Path(tempfile.mkdtemp(prefix="autograder-course-"))
+        self.bundle.unpack(self.course_dir)
+        _fingerprint_without_worker_hooks()
+        from autograder.sandbox.capabilities import describe
+        from autograder.sandbox.policy import Sandbox
+
+        self.sandbox = describe(Sandbox())  # launches the sandbox's probe once per worker
+
+    def teardown(self, worker: Any) -> None:
+        if self.course_dir is not None:
+            shutil.rmtree(self.course_dir, ignore_errors=True)
+
+
+def _fingerprint_without_worker_hooks() -> None:
+    """The integrity probe compares each student kernel (a fresh process) with a fingerprint
+    of this grading process, computed once and cached. A Dask worker has a garbage-collector
+    callback of its own (distributed's GC diagnosis) that no kernel has; left in, every
+    notebook would be flagged ``probe-failed``. Compute the fingerprint without it."""
+    import gc
+
+    from autograder.integrity.probe import fingerprint
+
+    callbacks = list(gc.callbacks)
+    gc.callbacks.clear()
+    try:
+        fingerprint()
+    finally:
+        gc.callbacks.extend(callbacks)
+
+
+def grade_on_worker(task: StudentTask, plugin_name: str) -> StudentResult:
+    """The task: grade one student on the worker this runs on."""
+    worker = get_worker()
+    plugin = worker.plugins.get(plugin_name)
+    if not isinstance(plugin, CourseOnWorker):
+        raise ClusterError(f"the course was not set up on worker {worker.address}")
+    if plugin.problem:
+        return StudentResult(task.student, log=plugin.problem, worker=worker.address)
+    if plugin.course_dir is None:
+        raise ClusterError(f"the course was not set up on worker {worker.address}")
+    hidden = [str(plugin.course_dir), str(worker.local_directory)]
+    return grade_task(task, plugin.course_dir, hidden, worker=worker.address)
+
+
+def largest_first(sizes: dict[str, int]) -> list[str]:
+    """Students by staged bytes, largest first (a proxy for the slowest); ties by name."""
+    return sorted(sizes, key=lambda student: (-sizes[student], student))
+
+
+def _failure_log(error: BaseException) -> str:
+    if isinstance(error, KilledWorker):
+        return (
+            "ClusterError: every worker that took this student died while grading "
+            f"(KilledWorker: {error}); it may be over a worker's memory limit, or the "
+            "workers were stopped. The next run grades this student again."
+        )
+    hint = (
+        " Is numpy-memory-autograder installed on every worker?"
+        if isinstance(error, ImportError)
+        else ""
+    )
+    return (
+        f"ClusterError: grading this student failed on the cluster ({type(error).__name__}: "
+        f"{error}).{hint} The next run grades this student again."
+    )
+
+
+def grade_on_cluster(
+    client: Client,
+    course: Course,
+    students: list[str],
+    report_dir: Path,
+    overrides: dict[str, Any],
+    on_done: OnDone,
+) -> None:
+    """Grade ``students`` (staged under ``report_dir/staged/<student>/<assignment>``) on
+    the cluster; write each result into the course and call ``on_done`` as each ends."""
+    if not students:
+        return
+    plugin = CourseOnWorker(CourseBundle.of(course))
+    try:
+        client.register_plugin(plugin)
+    except Exception as error:
+        raise ClusterError(
+            f"Could not set up the course on the Dask workers ({type(error).__name__}: {error}). "
+            "Is numpy-memory-autograder installed on every worker, with the same version?"
+        ) from None
+    portable = portable_overrides(overrides)
+    folders = {s: report_dir / "staged" / s / course.assignment for s in students}
+    sizes = {s: sum(len(data) for data in staged_files(folders[s]).values()) for s in students}
+    waiting = largest_first(sizes)
+    running: dict[str, str] = {}  # future key -> student
+    queue = as_completed()
+
+    def submit_more() -> None:
+        room = worker_threads(client) * (1 + AHEAD) - len(running)
+        for _ in range(max(0, room)):
+            if not waiting:
+                return
+            student = waiting.pop(0)
+            task = StudentTask(student, course.assignment, staged_files(folders[student]), portable)
+            future = client.submit(
+                grade_on_worker,
+                task,
+                plugin.name,
+                key=f"grade-{student}-{uuid.uuid4().hex[:8]}",
+                pure=False,
+                retries=TASK_RETRIES,
+                priority=sizes[student],
+            )
+            running[str(future.key)] = student
+            queue.add(future)
+
+    submit_more()
+    runs_dir = report_dir / "runs"
+    for future in queue:
+        student = running.pop(str(future.key))
+        try:
+            result = future.result()
+        except Exception as error:  # the cluster's failure, after its retries: this student only
+            on_done(student, _failure_log(error), False)
+        else:
+            refused = result.log.startswith("ClusterError")  # the worker could not grade at all
+            if not refused:  # else the student's earlier graded notebooks and runs stay as they are
+                write_result(course, runs_dir, result)
+            on_done(student, result.log, not refused)
+        future.release()
+        submit_more()

@@ -1,0 +1,356 @@
+"""Grading on a Dask cluster (`autograder grade --scheduler`): what travels, who writes the
+gradebook, the order of the work, and end to end on a LocalCluster of 2 single-threaded
+workers: the local pool's report, a worker killed mid-run, a stopped and resumed run."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+from nbgrader.api import Gradebook
+
+import autograder.grading
+from autograder import demo
+from autograder.course import Course, tool_environment
+from autograder.demo.examples import load_examples, write_submission
+from autograder.grading import cluster
+from autograder.grading.gradebook import (
+    NotebookScores,
+    SubmissionScores,
+    read_autograded,
+    record_autograded,
+)
+from autograder.grading.report import notebook_report
+from autograder.grading.run import GradingError, grade
+from autograder.grading.staging import StagedSubmission
+from autograder.grading.task import (
+    CourseBundle,
+    assignment_only_gradebook,
+    package_identity,
+    portable_overrides,
+)
+from autograder.release import release
+
+from ..conftest import REPO, copy_course
+from .test_grade import _check_golden, _comparable
+
+EXAMPLES = {
+    example.name: example
+    for folder in ("submissions", "hostile", "broken")
+    for example in load_examples(demo.EXAMPLES / folder)
+}
+SAME_AS_POOL = [
+    "passes-all",
+    "fails-ex2-view-keeps-base",
+    "cheat-rebinds-checks",
+    "ungradable-empty-file",
+]
+KILLED = ["fails-ex1-never-freed", "fails-quiz-thinks-del-always-frees"]
+RESUMED = ["blank", "fails-ex7-never-freed", "ungradable-missing-notebook"]
+
+
+# -- fast: the pieces ------------------------------------------------------------------------
+
+
+def test_largest_submissions_go_first_and_ties_by_name():
+    sizes = {"ann": 10, "bob": 300, "cy": 10, "dee": 7000}
+    assert cluster.largest_first(sizes) == ["dee", "bob", "ann", "cy"]
+
+
+def test_local_scheduler_names():
+    assert cluster.local_workers("local:3") == 3
+    assert cluster.local_workers("local") >= 1
+    assert cluster.local_workers("tcp://10.0.0.1:8786") is None
+    with pytest.raises(cluster.ClusterError, match="local:N"):
+        cluster.local_workers("local:0")
+
+
+@pytest.fixture(scope="module")
+def empty_gradebook(tmp_path_factory) -> Path:
+    """An nbgrader gradebook with one assignment: a notebook, two tests and an answer cell."""
+    path = tmp_path_factory.mktemp("gradebook") / "gradebook.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", tool_environment()["PATH"])  # nbgrader runs `alembic` by name
+        _gradebook(path)
+    return path
+
+
+@pytest.fixture
+def new_gradebook(empty_gradebook, tmp_path) -> str:
+    """A fresh copy of it (making one with nbgrader takes seconds)."""
+    shutil.copy2(empty_gradebook, tmp_path / "gradebook.db")
+    return f"sqlite:///{tmp_path / 'gradebook.db'}"
+
+
+def _gradebook(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    with Gradebook(url) as gradebook:
+        gradebook.add_assignment("hw")
+        gradebook.add_notebook("nb", "hw")
+        gradebook.add_grade_cell("t1", "nb", "hw", max_score=2, cell_type="code")
+        gradebook.add_grade_cell("t2", "nb", "hw", max_score=3, cell_type="code")
+        gradebook.add_solution_cell("s1", "nb", "hw")
+    return url
+
+
+def _scores(t1: float, flagged: bool = False) -> SubmissionScores:
+    return SubmissionScores(
+        "ann",
+        datetime(2026, 1, 2, 3, 4, 5),
+        (NotebookScores("nb", {"t1": t1, "t2": 0.0}, {"s1": "No response."}, flagged),),
+    )
+
+
+def test_returned_scores_are_written_once_and_keep_a_manual_grade(new_gradebook):
+    url = new_gradebook
+    record_autograded(url, "hw", _scores(2.0, flagged=True))
+    assert read_autograded(url, "hw", "ann") == _scores(2.0, flagged=True)
+    with Gradebook(url) as gradebook:
+        gradebook.find_grade("t2", "nb", "hw", "ann").manual_score = 1.0
+        gradebook.db.commit()
+    record_autograded(url, "hw", _scores(0.0))  # graded again: replaces, never duplicates
+    with Gradebook(url) as gradebook:
+        assert len(gradebook.find_assignment("hw").submissions) == 1
+        notebook = gradebook.find_submission_notebook("nb", "hw", "ann")
+        grades = {grade.name: grade for grade in notebook.grades}
+        assert grades["t1"].auto_score == 0.0 and not grades["t1"].needs_manual_grade
+        assert grades["t2"].manual_score == 1.0 and grades["t2"].needs_manual_grade
+        assert not notebook.flagged
+        assert notebook.comments[0].auto_comment == "No response."
+        assert gradebook.find_submission("hw", "ann").timestamp == datetime(2026, 1, 2, 3, 4, 5)
+
+
+def test_workers_get_the_assignment_and_no_student(new_gradebook, tmp_path):
+    url = new_gradebook
+    record_autograded(url, "hw", _scores(2.0))
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(assignment_only_gradebook(tmp_path / "gradebook.db"))
+    with Gradebook(f"sqlite:///{copy}") as gradebook:
+        assert gradebook.students == []
+        cells = gradebook.find_notebook("nb", "hw").grade_cells
+        assert sorted(cell.name for cell in cells) == ["t1", "t2"]
+    assert read_autograded(url, "hw", "ann") is not None  # the original is untouched
+
+
+def test_tasks_carry_limits_but_no_instructor_paths():
+    overrides = {
+        "CourseDirectory": {"root": "/home/prof/course", "db_url": "sqlite:///x"},
+        "ProtectedExecute": {"evidence_dir": "/home/prof/r", "timeout": 5},
+        "SandboxedKernelManager": {"hidden_paths": ["/home"], "memory_bytes": 2**30},
+    }
+    assert portable_overrides(overrides) == {
+        "ProtectedExecute": {"timeout": 5},
+        "SandboxedKernelManager": {"memory_bytes": 2**30},
+    }
+
+
+class _Worker:
+    address = "tcp://10.0.0.9:40000"
+
+
+def test_a_worker_with_another_version_refuses_every_student_clearly(tmp_path):
+    plugin = cluster.CourseOnWorker(CourseBundle("hw", {}, "0.0.1 (code 000000000000)"))
+    plugin.setup(_Worker())
+    assert plugin.course_dir is None
+    assert "0.0.1 (code 000000000000)" in plugin.problem and package_identity() in plugin.problem
+    staged = StagedSubmission("ann", "0" * 64, staged=["nb"])
+    entry = notebook_report("nb", 5.0, None, staged, [], plugin.problem)
+    assert entry.status == "ungradable"
+    assert "install the same version on every worker" in entry.reason
+
+
+def test_without_distributed_the_message_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    monkeypatch.delitem(sys.modules, "autograder.grading.cluster")
+    monkeypatch.delattr(autograder.grading, "cluster")
+    with pytest.raises(GradingError, match=r"pip install 'numpy-memory-autograder\[cluster\]'"):
+        grade(Course(copy_course(tmp_path / "c")), scheduler="local:1", progress=False)
+
+
+def test_an_unreachable_scheduler_fails_in_seconds(monkeypatch, tmp_path):
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2)
+    started = time.monotonic()
+    with pytest.raises(GradingError, match="Cannot reach the Dask scheduler") as error:
+        grade(Course(copy_course(tmp_path / "c")), scheduler="tcp://127.0.0.1:9", progress=False)
+    assert "tcp://127.0.0.1:9 within 2 s" in str(error.value)
+    assert time.monotonic() - started < 15
+
+
+# -- slow: end to end on a LocalCluster ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = Course(copy_course(tmp_path_factory.mktemp("course")))
+    release(course)
+    for name in SAME_AS_POOL + KILLED + RESUMED:
+        write_submission(EXAMPLES[name], course)
+    return course
+
+
+def _submissions(course: Course) -> dict[str, int]:
+    """Submissions per student in the course's gradebook, counted in SQLite itself."""
+    with sqlite3.connect(course.gradebook) as db:
+        rows = db.execute(
+            "SELECT student.id, COUNT(*) FROM submitted_assignment "
+            "JOIN student ON student.id = submitted_assignment.student_id GROUP BY student.id"
+        ).fetchall()
+    return dict(rows)
+
+
+@pytest.mark.slow
+def test_the_cluster_gives_the_local_pools_report(course, tmp_path):
+    options = {"students": SAME_AS_POOL, "cell_timeout": 5, "progress": False, "force": True}
+    pool = grade(course, workers=2, report_dir=tmp_path / "pool", plots=False, **options)
+    on_cluster = grade(course, scheduler="local:2", report_dir=tmp_path / "cluster", **options)
+    assert [s.student for s in on_cluster.students] == sorted(SAME_AS_POOL)
+    expected = {s.student: _comparable(s.to_json()) for s in pool.students}
+    for student in on_cluster.students:
+        got = _comparable(student.to_json())
+        for a, b in zip(
+            got.pop("notebooks"), expected[student.student].pop("notebooks"), strict=True
+        ):
+            assert a == b, {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+        assert got == expected[student.student]
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    cheat = next(s for s in on_cluster.students if s.student == "cheat-rebinds-checks")
+    assert set(EXAMPLES["cheat-rebinds-checks"].flags) <= set(cheat.flags)
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in SAME_AS_POOL), counts  # graded twice, recorded once
+    graded = course.autograded / "passes-all" / course.assignment
+    assert (graded / "04_exercises_free_and_budget_memory.ipynb").is_file()
+    assert (tmp_path / "cluster" / "memory" / "passes-all.png").stat().st_size > 1000
+    assert (tmp_path / "cluster" / "students" / "passes-all.json").is_file()
+
+
+def _workers_of(process: psutil.Process) -> list[psutil.Process]:
+    """The LocalCluster's worker processes: this process's spawned children."""
+    return [
+        child
+        for child in process.children()
+        if "spawn_main" in " ".join(child.cmdline())
+        or "multiprocessing" in " ".join(child.cmdline())
+    ]
+
+
+def _kernels_of(worker: psutil.Process) -> list[psutil.Process]:
+    kernels = []
+    for child in worker.children(recursive=True):
+        try:
+            if "ipykernel" in " ".join(child.cmdline()):
+                kernels.append(child)
+        except psutil.Error:
+            continue
+    return kernels
+
+
+class _WorkerKiller(threading.Thread):
+    """Kills (SIGKILL) the first worker seen running a student's kernel, a moment in."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.killed: psutil.Process | None = None
+        self.orphans: list[psutil.Process] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self.stop.wait(0.2):
+            for worker in _workers_of(me):
+                with_kernels = _kernels_of(worker)
+                if with_kernels and not self.stop.wait(1.0):
+                    self.orphans = _kernels_of(worker)
+                    worker.kill()
+                    self.killed = worker
+                    return
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(course, tmp_path):
+    killer = _WorkerKiller()
+    killer.start()
+    try:
+        run = grade(
+            course,
+            scheduler="local:2",
+            students=KILLED,
+            force=True,
+            report_dir=tmp_path / "r",
+            cell_timeout=5,
+            progress=False,
+            plots=False,
+        )
+    finally:
+        killer.stop.set()
+        killer.join()
+        for orphan in killer.orphans:  # its kernel outlived it; the sandbox would reap it later
+            if orphan.is_running():
+                orphan.kill()
+    assert killer.killed is not None, "no worker was killed: the test proved nothing"
+    assert sorted(s.student for s in run.students) == sorted(KILLED)
+    graded = []
+    for student in run.students:
+        example = EXAMPLES[student.student]
+        if any("ClusterError" in n.reason for n in student.notebooks):  # every attempt died
+            assert all(n.status == "ungradable" for n in student.notebooks if n.cells)
+            assert not (tmp_path / "r" / "students" / f"{student.student}.json").exists()
+        else:  # graded again on a live worker, exactly as if nothing had happened
+            _check_golden(example, student.to_json())
+            submitted = [n for n in student.notebooks if n.notebook in example.notebooks]
+            assert all(n.status == "graded" for n in submitted or student.notebooks)
+            graded.append(student.student)
+    print(f"killed worker {killer.killed.pid}; graded after it: {graded}")
+    counts = _submissions(course)
+    assert all(counts.get(s, 0) <= 1 for s in KILLED), counts
+    assert graded, "no student was graded: the surviving worker did nothing"
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
+    report = tmp_path / "r"
+    command = [sys.executable, "-m", "autograder", "--course-dir", str(course.root), "grade"]
+    command += ["--scheduler", "local:2", "--quiet", "--report", str(report), "--force"]
+    command += [arg for student in RESUMED for arg in ("--student", student)]
+    command += ["--cell-timeout", "5"]
+    log = tmp_path / "stopped.log"
+    with log.open("wb") as output:
+        stopped = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
+        process = psutil.Process(stopped.pid)
+        deadline = time.monotonic() + 600
+        while not list((report / "students").glob("*.json")) and time.monotonic() < deadline:
+            assert stopped.poll() is None, log.read_text()
+            time.sleep(0.2)
+        children = process.children(recursive=True)
+        stopped.send_signal(signal.SIGINT)  # the instructor's Ctrl-C
+        try:
+            stopped.wait(timeout=120)
+        finally:
+            for child in children:
+                if child.is_running():
+                    child.kill()
+    done_before = sorted(p.stem for p in (report / "students").glob("*.json"))
+    assert 1 <= len(done_before) < len(RESUMED), done_before
+    resumed = grade(
+        course,
+        scheduler="local:2",
+        students=RESUMED,
+        report_dir=report,
+        cell_timeout=5,
+        progress=False,
+        plots=False,
+    )
+    assert sorted(resumed.skipped) == done_before  # only what was not recorded is graded
+    assert sorted(s.student for s in resumed.students) == sorted(RESUMED)
+    for student in resumed.students:
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in RESUMED), counts
