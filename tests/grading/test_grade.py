@@ -236,3 +236,29 @@ def test_command_line_exit_codes(graded, tmp_path):
         [*command, str(course.root), "grade", "--student", "nobody"], capture_output=True, text=True
     )
     assert unknown.returncode == 2 and "No submission for: nobody" in unknown.stderr
+
+
+def test_every_bundled_example_gets_the_same_points_on_each_platform(graded):
+    """Gradescope's and PrairieLearn's results, built from each bundled example's report,
+    give it the points `autograder grade` gave (the adapters themselves run end to end in
+    tests/platforms, on fewer examples: each run there grades a submission again)."""
+    from autograder.platforms.gradescope import gradescope_results
+    from autograder.platforms.prairielearn import prairielearn_results
+    from autograder.platforms.single_submission import SubmissionResult
+    from autograder.platforms.uploads import Intake
+
+    _, _, reports = graded
+    for example in EXAMPLES + HOSTILE + BROKEN:
+        report = reports[example.name]
+        result = SubmissionResult(Intake(), report)
+        gradescope = gradescope_results(result)
+        assert gradescope["score"] == report["score"], example.name
+        assert sum(test["score"] for test in gradescope["tests"]) == report["score"], example.name
+        prairielearn = prairielearn_results(result)
+        if prairielearn["gradable"]:
+            points = sum(test["points"] for test in prairielearn["tests"])
+            assert points == report["score"], example.name
+            assert prairielearn["score"] == pytest.approx(points / report["max_score"])
+        else:  # nothing of the assignment could be graded: says why, and the attempt does not count
+            assert all(n["status"] == "ungradable" for n in report["notebooks"] if n["cells"])
+            assert prairielearn["format_errors"], example.name
