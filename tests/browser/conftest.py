@@ -54,7 +54,7 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -71,7 +71,7 @@ class LabServer:
         return f"{self.url}/lab/tree/{relative}?token={self.token}"
 
 
-def _wait_until_up(server: LabServer, process: subprocess.Popen, seconds: float) -> None:
+def wait_until_up(server: LabServer, process: subprocess.Popen, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -102,7 +102,7 @@ def start_lab() -> Iterator[Callable[..., LabServer]]:
 
     def start(folder: Path, token: str | None = None) -> LabServer:
         server = LabServer(
-            f"http://127.0.0.1:{_free_port()}", token or secrets.token_hex(16), folder
+            f"http://127.0.0.1:{free_port()}", token or secrets.token_hex(16), folder
         )
         port = server.url.rsplit(":", 1)[1]
         command = [
@@ -130,7 +130,7 @@ def start_lab() -> Iterator[Callable[..., LabServer]]:
             command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         processes.append(process)
-        _wait_until_up(server, process, 60)
+        wait_until_up(server, process, 60)
         return server
 
     yield start

@@ -18,7 +18,7 @@ import pytest
 
 from autograder.course import ASSIGNMENT
 from tests.browser import conftest as browser_fixtures
-from tests.browser.conftest import LabServer, _free_port, _wait_until_up
+from tests.browser.conftest import LabServer, free_port, wait_until_up
 from tests.hub import test_hub_flow as hub_flow
 from tests.hub.test_hub_flow import SOLVED, Hub, answers, fill_in
 
@@ -46,7 +46,7 @@ OWN = ":scope > .col-md-12 > "  # a row's own name and button, not its notebooks
 def student_lab(hub: Hub) -> Iterator[LabServer]:
     """JupyterLab run as the student user, in their home, with the hub's student config."""
     student = hub.solved
-    server = LabServer(f"http://127.0.0.1:{_free_port()}", secrets.token_hex(16), student.home)
+    server = LabServer(f"http://127.0.0.1:{free_port()}", secrets.token_hex(16), student.home)
     lab = [
         "python", "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
         f"--port={server.url.rsplit(':', 1)[1]}", f"--ServerApp.root_dir={student.home}",
@@ -57,7 +57,7 @@ def student_lab(hub: Hub) -> Iterator[LabServer]:
     with (hub.base / "student-lab.log").open("w") as log:
         process = subprocess.Popen(command, cwd=student.home, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_until_up(server, process, 60)
+            wait_until_up(server, process, 60)
             yield server
         finally:
             process.terminate()  # runuser passes it on to the server
