@@ -58,8 +58,9 @@ def _draw_notebook(axis: Any, notebook: NotebookReport) -> None:
             zorder=3,
         )
     marked = _mark_tracked(axis, notebook, dict(zip(cells, mib, strict=True)))
-    if tests or marked:
-        axis.legend(loc="upper left", fontsize=7)
+    if tests or marked:  # beside the axes: inside, it would hide the first cells' marks
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=6, borderaxespad=0)
+    axis.margins(y=0.25)  # room for the labels above and below the marks
     axis.set_title(f"{notebook.notebook}: {notebook.status}", fontsize=9)
     axis.set_ylabel("kernel RSS (MiB)", fontsize=8)
     axis.tick_params(labelsize=7)
@@ -75,7 +76,7 @@ def plot_memory(student: StudentReport, folder: Path) -> Path | None:
     matplotlib.use("Agg")  # files only: no display on a grading server
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(len(runs), 1, figsize=(7, 2.2 * len(runs)), squeeze=False)
+    figure, axes = plt.subplots(len(runs), 1, figsize=(8.5, 2.4 * len(runs)), squeeze=False)
     for axis, notebook in zip(axes[:, 0], runs, strict=True):
         _draw_notebook(axis, notebook)
     axes[-1, 0].set_xlabel("cell", fontsize=8)
