@@ -64,6 +64,19 @@ class CellRecord:
 
 
 @dataclass
+class TrackedArray:
+    """An array a cell tracks (``checks.track(array, "label")``) and where a test checks it
+    was freed (``checks.assert_freed("label")``). Cells are numbered from 1, as in the plot.
+
+    Read from the visible part of the cells only: the student sees both calls in the
+    released notebook, so the plot and the feedback page may show them."""
+
+    label: str
+    created_cell: int
+    freed_cell: int | None = None  # None: no visible test after it checks it was freed
+
+
+@dataclass
 class NotebookRun:
     """Everything the grader saw while running one notebook."""
 
@@ -82,6 +95,7 @@ class NotebookRun:
     # None when it ran to its end (a cell may still have been interrupted and the rest run).
     ended_by: str | None = None
     limits: dict[str, float] = field(default_factory=dict)  # the limits it ran under
+    tracked: list[TrackedArray] = field(default_factory=list)
 
     @property
     def flags(self) -> list[str]:
@@ -107,6 +121,7 @@ class NotebookRun:
         values["evidence"] = _evidence(data.get("evidence", []))
         values["observations"] = _evidence(data.get("observations", []))
         values["cells"] = [CellRecord(**cell) for cell in data.get("cells", [])]
+        values["tracked"] = [TrackedArray(**item) for item in data.get("tracked", [])]
         return cls(**values)
 
     def save(self, path: Path) -> None:
@@ -153,6 +168,7 @@ class NotebookReport:
     # What was measured but is no evidence on its own (RSS that did not fall).
     observations: list[Evidence] = field(default_factory=list)
     memory_after_each_cell: list[MemoryPoint] = field(default_factory=list)
+    tracked: list[TrackedArray] = field(default_factory=list)  # marked on the memory plot
     seconds: float | None = None
     ended_by: str | None = None
     limits: dict[str, float] = field(default_factory=dict)
@@ -205,5 +221,7 @@ class StudentReport:
             values["memory_after_each_cell"] = [
                 MemoryPoint(**p) for p in entry["memory_after_each_cell"]
             ]
+            # Reports written before arrays were tracked have none.
+            values["tracked"] = [TrackedArray(**t) for t in entry.get("tracked", [])]
             notebooks.append(NotebookReport(**values))
         return cls(**{**data, "notebooks": notebooks})

@@ -1,10 +1,69 @@
-"""A small plot per submission: the kernel's memory after every cell, read from outside."""
+"""A small plot per submission: the kernel's memory after every cell, read from outside,
+with where each tracked array was created and where a test checked it was freed."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from autograder.records import StudentReport
+from autograder.records import NotebookReport, StudentReport
+
+CREATED_STYLE = {"marker": "^", "color": "tab:green", "label": "array created (checks.track)"}
+FREED_STYLE = {"marker": "v", "color": "tab:purple", "label": "checked freed (assert_freed)"}
+
+
+def _mark_tracked(axis: Any, notebook: NotebookReport, mib_at: dict[int, float]) -> bool:
+    """A marker and the array's label at each create and free cell that ran; True if any."""
+    marks: dict[str, list[tuple[int, float, str]]] = {"created": [], "freed": []}
+    for array in notebook.tracked:
+        if array.created_cell in mib_at:
+            marks["created"].append((array.created_cell, mib_at[array.created_cell], array.label))
+        if array.freed_cell is not None and array.freed_cell in mib_at:
+            marks["freed"].append((array.freed_cell, mib_at[array.freed_cell], array.label))
+    for kind, style, offset in (("created", CREATED_STYLE, 6), ("freed", FREED_STYLE, -10)):
+        if not marks[kind]:
+            continue
+        cells, mib, _ = zip(*marks[kind], strict=True)
+        axis.scatter(cells, mib, s=36, zorder=4, **style)
+        for cell, value, label in marks[kind]:
+            axis.annotate(
+                label,
+                (cell, value),
+                xytext=(0, offset),
+                textcoords="offset points",
+                ha="center",
+                fontsize=6,
+                color=style["color"],
+            )
+    return bool(marks["created"] or marks["freed"])
+
+
+def _draw_notebook(axis: Any, notebook: NotebookReport) -> None:
+    points = notebook.memory_after_each_cell
+    cells = [p.cell for p in points]
+    mib = [(p.rss_bytes or 0) / 2**20 for p in points]
+    axis.plot(cells, mib, marker=".", linewidth=1)
+    tests = [
+        (p.cell, m)
+        for p, m in zip(points, mib, strict=True)
+        if p.grade_id and p.grade_id.endswith("_test")
+    ]
+    if tests:
+        axis.scatter(
+            *zip(*tests, strict=True),
+            marker="s",
+            s=14,
+            color="tab:orange",
+            label="test cell",
+            zorder=3,
+        )
+    marked = _mark_tracked(axis, notebook, dict(zip(cells, mib, strict=True)))
+    if tests or marked:  # beside the axes: inside, it would hide the first cells' marks
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=6, borderaxespad=0)
+    axis.margins(y=0.25)  # room for the labels above and below the marks
+    axis.set_title(f"{notebook.notebook}: {notebook.status}", fontsize=9)
+    axis.set_ylabel("kernel RSS (MiB)", fontsize=8)
+    axis.tick_params(labelsize=7)
 
 
 def plot_memory(student: StudentReport, folder: Path) -> Path | None:
@@ -17,30 +76,9 @@ def plot_memory(student: StudentReport, folder: Path) -> Path | None:
     matplotlib.use("Agg")  # files only: no display on a grading server
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(len(runs), 1, figsize=(7, 2.2 * len(runs)), squeeze=False)
+    figure, axes = plt.subplots(len(runs), 1, figsize=(8.5, 2.4 * len(runs)), squeeze=False)
     for axis, notebook in zip(axes[:, 0], runs, strict=True):
-        points = notebook.memory_after_each_cell
-        cells = [p.cell for p in points]
-        mib = [(p.rss_bytes or 0) / 2**20 for p in points]
-        axis.plot(cells, mib, marker=".", linewidth=1)
-        tests = [
-            (p.cell, m)
-            for p, m in zip(points, mib, strict=True)
-            if p.grade_id and p.grade_id.endswith("_test")
-        ]
-        if tests:
-            axis.scatter(
-                *zip(*tests, strict=True),
-                marker="s",
-                s=14,
-                color="tab:orange",
-                label="test cell",
-                zorder=3,
-            )
-            axis.legend(loc="upper left", fontsize=7)
-        axis.set_title(f"{notebook.notebook}: {notebook.status}", fontsize=9)
-        axis.set_ylabel("kernel RSS (MiB)", fontsize=8)
-        axis.tick_params(labelsize=7)
+        _draw_notebook(axis, notebook)
     axes[-1, 0].set_xlabel("cell", fontsize=8)
     figure.suptitle(f"{student.student}: memory after each cell", fontsize=10)
     figure.tight_layout()

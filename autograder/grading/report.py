@@ -109,6 +109,7 @@ def notebook_report(
         ]
         if run
         else [],
+        tracked=run.tracked if run else [],
         seconds=run.seconds if run else None,
         ended_by=run.ended_by if run else None,
         limits=run.limits if run else {},

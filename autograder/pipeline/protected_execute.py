@@ -60,6 +60,7 @@ from autograder.pipeline.cell_limits import (
 )
 from autograder.pipeline.course_directory import find_coursedir
 from autograder.pipeline.inspect_submission import take_inspection
+from autograder.pipeline.tracked_arrays import tracked_arrays
 from autograder.records import STATUSES, CellRecord, NotebookRun
 from autograder.sandbox import (
     SandboxedKernelManager,  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
@@ -183,6 +184,7 @@ class ProtectedExecute(Execute):
         info = (resources or {}).get("nbgrader", {})
         run = NotebookRun(student=info.get("student", "?"), notebook=info.get("notebook", "?"))
         run.cells = [CellRecord(index, grade_id(cell)) for index, cell in enumerate(nb.cells)]
+        run.tracked = tracked_arrays(nb.cells)  # visible code only: the plot reaches the student
         clock = limits.student_clock(run.student, run.notebook)
         started = time.monotonic()
         student_left = clock.remaining(self.student_timeout)

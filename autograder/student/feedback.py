@@ -137,7 +137,10 @@ def _student_cells(safe: NotebookNode, secret: set[str]) -> str:
 
 
 def _memory_plot(report: dict[str, Any]) -> str:
-    """The grader's plot of the kernel's memory after each cell, as an embedded PNG."""
+    """The grader's plot of the kernel's memory after each cell, as an embedded PNG.
+
+    An image, so ``scrub`` cannot reach into it: its marks (tracked arrays' labels and
+    cells) are read from visible code only (``autograder.pipeline.tracked_arrays``)."""
     with tempfile.TemporaryDirectory() as folder:
         path = plot_memory(StudentReport.from_json(report), Path(folder))
         if path is None:

@@ -141,6 +141,8 @@ def test_resident_memory_that_stays_after_an_honest_free_flags_nothing(work):
     record = execute_protected(nb, work)
     assert record["status"] == "graded" and record["evidence"] == [] and record["flags"] == []
     assert not any(output.get("output_type") == "error" for output in nb.cells[4].outputs)
+    # Where the plot marks the array: tracked in cell 3, checked freed by the test in cell 5.
+    assert record["tracked"] == [{"label": "grid", "created_cell": 3, "freed_cell": 5}]
     cells = record["cells"]
     fell = cells[2]["rss_bytes"] - min(cells[3]["rss_bytes"], cells[4]["rss_bytes"])
     if fell < 32 * 10**6:  # the allocator kept it: seen, and only recorded
