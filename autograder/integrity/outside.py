@@ -20,7 +20,8 @@ import psutil
 from autograder.integrity.evidence import Evidence
 from autograder.records import CellRecord, NotebookRun
 
-_TRACK = re.compile(r"checks\.track\(\s*\w+\s*,\s*[\"'](\w+)[\"']")
+# `checks.track(array, "label")`: where a tracked array is made (also read by pipeline.tracked_arrays).
+TRACK_CALL = re.compile(r"checks\.track\(\s*\w+\s*,\s*[\"'](\w+)[\"']")
 _FREED = re.compile(r"checks\.assert_freed\(\s*[\"'](\w+)[\"'][^)]*?expected_nbytes\s*=\s*([\d_]+)")
 
 
@@ -137,7 +138,7 @@ def rss_not_freed(
     found = []
     for label, size in _FREED.findall(sources[index]):
         nbytes = int(size.replace("_", ""))
-        tracked_at = [i for i in range(index) if label in _TRACK.findall(sources[i])]
+        tracked_at = [i for i in range(index) if label in TRACK_CALL.findall(sources[i])]
         before = run.cells[tracked_at[-1]].rss_bytes if tracked_at else None
         # The lowest reading since: a failed test in between formats a traceback, and that
         # one-off cost (megabytes) must not hide the drop the student's freeing cell made.

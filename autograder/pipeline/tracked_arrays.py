@@ -14,7 +14,7 @@ import re
 
 from nbformat import NotebookNode
 
-from autograder.integrity.outside import _TRACK
+from autograder.integrity.outside import TRACK_CALL
 from autograder.notebook_cells import is_test
 from autograder.records import TrackedArray
 from autograder.student.redact import strip_hidden
@@ -36,5 +36,5 @@ def tracked_arrays(cells: list[NotebookNode]) -> list[TrackedArray]:
                 waiting = [t for t in found if t.label == label and t.freed_cell is None]
                 if waiting:
                     waiting[-1].freed_cell = number
-        found.extend(TrackedArray(label, number) for label in _TRACK.findall(visible))
+        found.extend(TrackedArray(label, number) for label in TRACK_CALL.findall(visible))
     return found
