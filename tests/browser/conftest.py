@@ -145,7 +145,9 @@ def start_lab() -> Iterator[Callable[..., LabServer]]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an asyncio loop running in the
+# main thread while it is open, and the kernel tests after the browser tests call asyncio.run.
+@pytest.fixture(scope="module")
 def browser(chromium_path: str):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     with sync_api.sync_playwright() as playwright:
