@@ -1,9 +1,18 @@
 """An auto-graded nbgrader assignment on NumPy memory management, and its grader.
 
-* :mod:`autograder.checks`: the memory checks the notebooks' test cells call.
-* :mod:`autograder.checks.memory`: exact NumPy bytes (tracemalloc) and process RSS.
-* :mod:`autograder.checks.references`: what still holds a buffer, and the fix.
+One folder per concern:
+
+* :mod:`autograder.checks`: the memory checks the notebooks' test cells call (in the kernel).
+* :mod:`autograder.integrity`: whether a result can be trusted (static read, probe, outside).
+* :mod:`autograder.sandbox`: the student's kernel, contained.
+* :mod:`autograder.pipeline`: nbgrader's autograde steps, in order.
+* :mod:`autograder.grading`: ``autograder grade``: staging, workers (or a Dask cluster), report.
+* :mod:`autograder.platforms`: Gradescope, PrairieLearn, Canvas, Moodle.
+* :mod:`autograder.student`: ``autograder check`` and feedback pages.
+* :mod:`autograder.hub`: the course on a shared JupyterHub (nbgrader's exchange).
+* :mod:`autograder.demo`: the main job and the bundled example submissions.
 * :mod:`autograder.cli`: ``python -m autograder`` / ``autograder``.
+* :mod:`autograder.records`, :mod:`autograder.defaults`: the typed records, every default.
 """
 
 __version__ = "0.1.0"

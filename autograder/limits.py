@@ -38,8 +38,6 @@ from autograder.defaults import (
     STUDENT_TIMEOUT,
 )
 
-LIMIT_NAMES = ("cell", "notebook", "student")
-
 
 class LimitError(ValueError):
     """A time limit that cannot be enforced as given."""

@@ -119,17 +119,6 @@ def describe(sandbox: Sandbox) -> str:
     return line + "."
 
 
-def not_applied(sandbox: Sandbox) -> str:
-    """One sentence saying what is not applied and why, or "" when all is."""
-    try:
-        mode = decide_mode(sandbox)
-    except SandboxUnavailable as error:
-        return f"Sandbox unavailable: {error}."
-    if not mode.missing:
-        return ""
-    return "Student kernels run without " + "; without ".join(mode.missing) + "."
-
-
 @functools.cache
 def probe(kind: str, base_uid: int | None) -> str | None:
     """Launch the launcher once with a real plan; None if it works, else the reason."""
