@@ -216,7 +216,7 @@ def grade_upload(
         graded = sum(1 for cells in expected.values() if cells)
         report_dir = course.root / defaults.REPORT_DIR
         options = limits.grading_options(graded)
-        grade(
+        run = grade(
             course,
             students=[STUDENT],
             workers=1,
@@ -229,7 +229,7 @@ def grade_upload(
             notebook_timeout=options["notebook_timeout"],
             student_timeout=options["student_timeout"],
         )
-        result.report = json.loads((report_dir / "students" / f"{STUDENT}.json").read_text())
+        result.report = run.students[0].to_json()  # the report grade() also saved
     except Exception:  # the grader's failure must still become a results file
         result.error = traceback.format_exc()
     finally:

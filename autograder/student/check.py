@@ -19,12 +19,13 @@ from nbformat.reader import NotJSONError
 from nbgrader.utils import compute_checksum
 
 from autograder import defaults
+from autograder.notebook_cells import grade_id
+from autograder.records import NotebookRun
 from autograder.student.assignment import NOTEBOOKS, Exercise, exercise_of, graded_cells
 from autograder.student.execute import StudentExecute
 
 PLACEHOLDER = "raise NotImplementedError"
 # What the grader writes into a test cell it stopped or does not trust: the reason comes first.
-GRADER_VERDICTS = ("IntegrityError", "NotRun", "KernelDied", "CellTimeoutError")
 
 
 class CheckError(Exception):
@@ -52,10 +53,6 @@ class NotebookCheck:
         return all(result.status == "passed" for result in self.exercises)
 
 
-def _grade_id(cell: NotebookNode) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
 def read_notebook(path: Path) -> NotebookNode:
     """The notebook at ``path``; CheckError with what is wrong and what to do."""
     if not path.is_file():
@@ -77,7 +74,7 @@ def read_notebook(path: Path) -> NotebookNode:
 def identify(path: Path, nb: NotebookNode) -> str:
     """Which of the assignment's graded notebooks this is, by its test cells (its file name
     may have changed); CheckError when it is none of them."""
-    ids = {_grade_id(cell) for cell in nb.cells} - {None}
+    ids = {grade_id(cell) for cell in nb.cells} - {None}
     overlap = {name: len(ids & set(graded_cells(name))) for name in NOTEBOOKS}
     best = max(overlap, key=lambda name: (overlap[name], name == path.stem))
     if overlap[best] == 0:
@@ -91,7 +88,7 @@ def identify(path: Path, nb: NotebookNode) -> str:
 
 def _sanity(nb: NotebookNode, notebook: str) -> tuple[set[str], list[str]]:
     """Test cells deleted, and warnings about cells grading will put back as they were."""
-    present = {_grade_id(cell) for cell in nb.cells}
+    present = {grade_id(cell) for cell in nb.cells}
     deleted = {test for test in graded_cells(notebook) if test not in present}
     warnings = []
     if deleted:
@@ -110,38 +107,30 @@ def _sanity(nb: NotebookNode, notebook: str) -> tuple[set[str], list[str]]:
     return deleted, warnings
 
 
-def _message(cell: NotebookNode) -> str | None:
-    """Why a test cell failed (None when it passed): the grader's verdict first, then the
-    check's message, then anything written to stderr (nbgrader scores stderr as a failure)."""
-    errors = [o for o in cell.outputs if o.output_type == "error"]
-    errors.sort(key=lambda o: o.ename not in GRADER_VERDICTS)
-    if errors:
-        return f"{errors[0].ename}: {errors[0].evalue}".rstrip(": ")
-    stderr = [o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr"]
-    return f"wrote to stderr (scores 0): {stderr[0].strip()}" if stderr else None
-
-
 def _attempted(nb: NotebookNode, key: str) -> bool:
     """False while every answer cell of the exercise still raises NotImplementedError."""
     answers = [
         cell
         for cell in nb.cells
         if cell.metadata.get("nbgrader", {}).get("solution")
-        and exercise_of(_grade_id(cell) or "") == key
+        and exercise_of(grade_id(cell) or "") == key
     ]
     return not answers or any(PLACEHOLDER not in cell.source for cell in answers)
 
 
-def _results(nb: NotebookNode, notebook: str, deleted: set[str]) -> list[ExerciseResult]:
-    cells = {_grade_id(cell): cell for cell in nb.cells if cell.cell_type == "code"}
+def _results(
+    nb: NotebookNode, run: NotebookRun, notebook: str, deleted: set[str]
+) -> list[ExerciseResult]:
+    """Each exercise's outcome, from the verdicts the executor recorded for its tests."""
     results = []
     for exercise in NOTEBOOKS[notebook]:
         messages = []
         for test in exercise.tests:
-            if test in deleted:
+            record = run.cell(test)
+            if test in deleted or record is None:
                 messages.append(f"{test}: this test cell was deleted")
-            elif (message := _message(cells[test])) is not None:
-                messages.append(f"{test}: {message}")
+            elif record.verdict != "passed":
+                messages.append(f"{test}: {record.message}".rstrip(": "))
         if not messages:
             results.append(ExerciseResult(exercise, "passed"))
         elif not _attempted(nb, exercise.key):
@@ -168,9 +157,9 @@ def check_notebook(
         "nbgrader": {"student": student, "notebook": notebook},
     }
     nb, resources = execute.preprocess(nb, resources)
-    run = resources["autograder"]
+    run: NotebookRun = resources["autograder"]
     return NotebookCheck(
-        path, notebook, run.status, run.reason, _results(nb, notebook, deleted), warnings
+        path, notebook, run.status, run.reason, _results(nb, run, notebook, deleted), warnings
     )
 
 
