@@ -8,7 +8,6 @@ notebook, reads it back and runs the autograding steps, one notebook at a time.
 from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.preprocessors import (
     AssignLatePenalties,
-    CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
     IgnorePattern,
@@ -18,6 +17,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
+from autograder.pipeline.check_cell_metadata import CheckCellMetadataFast
 from autograder.pipeline.flag_in_gradebook import FlagInGradebook
 from autograder.pipeline.inspect_submission import InspectSubmission
 from autograder.pipeline.protected_execute import ProtectedExecute
@@ -28,7 +28,7 @@ SANITIZE_STEPS = [
     DeduplicateIds,
     OverwriteKernelspec,
     OverwriteCells,
-    CheckCellMetadata,
+    CheckCellMetadataFast,  # nbgrader's CheckCellMetadata, its schema checked once
 ]
 
 AUTOGRADE_STEPS = [
@@ -38,7 +38,7 @@ AUTOGRADE_STEPS = [
     LimitOutput,
     SaveAutoGrades,
     AssignLatePenalties,
-    CheckCellMetadata,
+    CheckCellMetadataFast,
     FlagInGradebook,  # last: needs the grades SaveAutoGrades created
 ]
 
