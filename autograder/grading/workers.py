@@ -11,7 +11,8 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.sandbox.policy import hidden_from_students
 
 _LOCK_RETRIES = 4  # SQLite is busy when two workers save grades at once
+_WORKER_DEATH_RETRIES = 1  # a student whose worker process died is graded again, once
 
 
 def overrides_for(
@@ -94,32 +96,71 @@ def grade_in_pool(
     workers: int,
     overrides: dict[str, Any],
     on_done: Callable[[str, str], None],
+    grade_one: Callable[..., str] = autograde_student,
 ) -> None:
     """Grade ``students`` on ``workers`` processes; ``on_done(student, log)`` as each ends,
-    in this process."""
-    for student, log in _pool_results(course, students, workers, overrides):
+    in this process. ``grade_one`` is the task (tests give their own)."""
+    for student, log in _pool_results(course, students, workers, overrides, grade_one):
         on_done(student, log)
 
 
+def _worker_slot() -> ProcessPoolExecutor:
+    # spawn: a worker starts clean (no inherited event loops or sockets), once per slot.
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _pool_results(
-    course: Course, students: list[str], workers: int, overrides: dict[str, Any]
+    course: Course,
+    students: list[str],
+    workers: int,
+    overrides: dict[str, Any],
+    grade_one: Callable[..., str],
 ) -> Iterator[tuple[str, str]]:
-    if not students:
-        return
-    # spawn: workers start clean (no inherited event loops or sockets), once each.
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(students)),
-        mp_context=multiprocessing.get_context("spawn"),
-    ) as pool:
-        futures = {
-            pool.submit(
-                autograde_student, str(course.root), course.assignment, student, overrides
-            ): student
-            for student in students
-        }
-        for future in as_completed(futures):
-            try:
-                log = future.result()
-            except Exception as error:  # a worker that crashed: this student only
-                log = f"{type(error).__name__}: {error}"
-            yield futures[future], log
+    """One single-process executor per worker, one student at a time in each: a worker
+    that dies (killed by the OOM killer or an operator) breaks only its own executor and
+    the one student it was grading, who is graded again once on a fresh worker. (One
+    shared ProcessPoolExecutor would fail every queued student with BrokenProcessPool.)"""
+    waiting = list(students)
+    attempts = dict.fromkeys(students, 0)
+    slots = [_worker_slot() for _ in range(min(workers, len(students)))]
+    running: dict[Future[str], tuple[int, str]] = {}  # future -> (slot, student)
+    finished = False
+    try:
+        while waiting or running:
+            busy = {slot for slot, _ in running.values()}
+            for slot in range(len(slots)):
+                if waiting and slot not in busy:
+                    student = waiting.pop(0)
+                    attempts[student] += 1
+                    future = slots[slot].submit(
+                        grade_one, str(course.root), course.assignment, student, overrides
+                    )
+                    running[future] = (slot, student)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                slot, student = running.pop(future)
+                try:
+                    log = future.result()
+                except BrokenProcessPool:
+                    slots[slot].shutdown(wait=False)
+                    slots[slot] = _worker_slot()
+                    if attempts[student] <= _WORKER_DEATH_RETRIES:
+                        waiting.append(student)
+                        continue
+                    log = _worker_died_log(attempts[student])
+                except Exception as error:  # the task raised: this student only
+                    log = f"{type(error).__name__}: {error}"
+                yield student, log
+        finished = True
+    finally:  # wait for the workers to exit, unless stopped (Ctrl-C): then leave at once
+        for executor in slots:
+            executor.shutdown(wait=finished, cancel_futures=True)
+
+
+def _worker_died_log(attempts: int) -> str:
+    return (
+        f"WorkerDiedError: the grading worker process died while grading this student, "
+        f"{attempts} times (killed by the system's out-of-memory killer or by hand?). The "
+        "student's kernel has its own limits, so this is the grading machine's problem, "
+        "not the notebook's: run the same command again to grade this student."
+    )
