@@ -59,10 +59,8 @@ def _last_error(log: str) -> str:
 
 
 def _cell_report(score: CellScore, run: NotebookRun | None, status: str, reason: str) -> CellReport:
-    if status == "ungradable":
-        return CellReport(
-            score.cell, score.score, score.max_score, "not run", f"not graded: {reason}"
-        )
+    if status == "ungradable":  # no score from this run (the gradebook may hold an older one)
+        return CellReport(score.cell, 0.0, score.max_score, "not run", f"not graded: {reason}")
     record = run.cell(score.cell) if run else None
     verdict, message = (record.verdict, record.message) if record else (None, "")
     if verdict in ("not run", "distrusted"):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -171,6 +172,8 @@ def _grade(
             _record_empty_submission(course, student)
             finish(student, "")
     to_grade = [s for s in todo if staged[s].staged]
+    for student in to_grade:  # an earlier run's records must never stand in for this run's
+        shutil.rmtree(run.report_dir / "runs" / student, ignore_errors=True)
     if client is not None:
         from autograder.grading.cluster import grade_on_cluster
 

@@ -262,3 +262,28 @@ def test_every_bundled_example_gets_the_same_points_on_each_platform(graded):
         else:  # nothing of the assignment could be graded: says why, and the attempt does not count
             assert all(n["status"] == "ungradable" for n in report["notebooks"] if n["cells"])
             assert prairielearn["format_errors"], example.name
+
+
+def test_a_student_the_grader_failed_on_never_shows_an_earlier_runs_results(
+    graded, tmp_path, monkeypatch
+):
+    course, run, _ = graded
+    report_dir = tmp_path / "report"
+    shutil.copytree(run.report_dir / "runs" / "passes-all", report_dir / "runs" / "passes-all")
+
+    def workers_that_fail(course, students, workers, overrides, on_done):
+        for student in students:  # as a worker that crashed before grading anything
+            on_done(student, "RuntimeError: the worker could not open the gradebook")
+
+    monkeypatch.setattr("autograder.grading.run.grade_in_pool", workers_that_fail)
+    again = grade(
+        course, students=["passes-all"], report_dir=report_dir, progress=False, plots=False
+    )
+    (student,) = again.students
+    assert student.score == 0
+    for notebook in student.notebooks:
+        if notebook.max_score:
+            assert notebook.status == "ungradable"
+            assert "the grader failed on this notebook" in notebook.reason
+            assert "could not open the gradebook" in notebook.reason
+            assert all(c.score == 0 and c.status == "not run" for c in notebook.cells)
