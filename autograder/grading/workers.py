@@ -124,33 +124,39 @@ def _pool_results(
     attempts = dict.fromkeys(students, 0)
     slots = [_worker_slot() for _ in range(min(workers, len(students)))]
     running: dict[Future[str], tuple[int, str]] = {}  # future -> (slot, student)
+
+    def fill_free_slots() -> None:
+        busy = {slot for slot, _ in running.values()}
+        for slot in range(len(slots)):
+            if waiting and slot not in busy:
+                student = waiting.pop(0)
+                attempts[student] += 1
+                future = slots[slot].submit(
+                    grade_one, str(course.root), course.assignment, student, overrides
+                )
+                running[future] = (slot, student)
+
     finished = False
     try:
         while waiting or running:
-            busy = {slot for slot, _ in running.values()}
-            for slot in range(len(slots)):
-                if waiting and slot not in busy:
-                    student = waiting.pop(0)
-                    attempts[student] += 1
-                    future = slots[slot].submit(
-                        grade_one, str(course.root), course.assignment, student, overrides
-                    )
-                    running[future] = (slot, student)
+            fill_free_slots()
             done, _ = wait(running, return_when=FIRST_COMPLETED)
+            results = []
             for future in done:
                 slot, student = running.pop(future)
                 try:
-                    log = future.result()
+                    results.append((student, future.result()))
                 except BrokenProcessPool:
                     slots[slot].shutdown(wait=False)
                     slots[slot] = _worker_slot()
                     if attempts[student] <= _WORKER_DEATH_RETRIES:
                         waiting.append(student)
-                        continue
-                    log = _worker_died_log(attempts[student])
+                    else:
+                        results.append((student, _worker_died_log(attempts[student])))
                 except Exception as error:  # the task raised: this student only
-                    log = f"{type(error).__name__}: {error}"
-                yield student, log
+                    results.append((student, f"{type(error).__name__}: {error}"))
+            fill_free_slots()  # before the caller's bookkeeping: no worker waits for it
+            yield from results
         finished = True
     finally:  # wait for the workers to exit, unless stopped (Ctrl-C): then leave at once
         for executor in slots:
