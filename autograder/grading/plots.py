@@ -3,6 +3,8 @@ with where each tracked array was created and where a test checked it was freed.
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +98,42 @@ def plot_memory(student: StudentReport, folder: Path) -> Path | None:
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
+
+
+class PlotsInBackground:
+    """Draw students' plots in a process of its own while the run goes on: matplotlib takes
+    a tenth of a second per student, which the instructor's process (the one writer of the
+    gradebook and the report, and on a cluster the one every result passes through) should
+    not spend between results. ``close`` waits for the last plot; a plot that failed is
+    raised there, after every grade and report is saved."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: list[Future[Path | None]] = []
+
+    def draw(self, student: StudentReport) -> None:
+        if not any(n.memory_after_each_cell for n in student.notebooks):
+            return
+        if self._pool is None:  # started on the first plot: a run with none never pays for it
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pending.append(self._pool.submit(plot_memory, student, self.folder))
+
+    def close(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> PlotsInBackground:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self._pool is not None:  # stopped: do not wait for plots
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self.close()

@@ -35,7 +35,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder import defaults
 from autograder.course import Course
-from autograder.grading.plots import plot_memory
+from autograder.grading.plots import PlotsInBackground
 from autograder.grading.report import (
     GradingRun,
     previous_report,
@@ -156,30 +156,33 @@ def _grade(
         else None
     )
 
+    drawer = PlotsInBackground(report_dir / "memory")
+
     def finish(student: str, log: str, final: bool = True) -> None:
         report = student_report(course, run, staged[student], notebooks, log)
         if final:  # not when the cluster failed the student: the next run grades them again
             save_student(run, report)  # now, so that a stopped run resumes after this student
         run.students.append(report)
-        if plots:  # here, while the workers grade, rather than all at the end
-            plot_memory(report, report_dir / "memory")
+        if plots:
+            drawer.draw(report)
         if bar is not None:
             bar.update(1)
 
-    # Students with nothing to grade still get a record; the rest go to the pool.
-    for student in todo:
-        if not staged[student].staged:
-            _record_empty_submission(course, student)
-            finish(student, "")
-    to_grade = [s for s in todo if staged[s].staged]
-    for student in to_grade:  # an earlier run's records must never stand in for this run's
-        shutil.rmtree(run.report_dir / "runs" / student, ignore_errors=True)
-    if client is not None:
-        from autograder.grading.cluster import grade_on_cluster
+    with drawer:
+        # Students with nothing to grade still get a record; the rest go to the workers.
+        for student in todo:
+            if not staged[student].staged:
+                _record_empty_submission(course, student)
+                finish(student, "")
+        to_grade = [s for s in todo if staged[s].staged]
+        for student in to_grade:  # an earlier run's records must never stand in for this run's
+            shutil.rmtree(run.report_dir / "runs" / student, ignore_errors=True)
+        if client is not None:
+            from autograder.grading.cluster import grade_on_cluster
 
-        grade_on_cluster(client, course, to_grade, report_dir, overrides, finish)
-    else:
-        grade_in_pool(course, to_grade, workers, overrides, finish)
+            grade_on_cluster(client, course, to_grade, report_dir, overrides, finish)
+        else:
+            grade_in_pool(course, to_grade, workers, overrides, finish)
     if bar is not None:
         bar.close()
     run.students.sort(key=lambda s: s.student)

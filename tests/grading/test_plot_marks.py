@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from autograder.grading.plots import _draw_notebook, plot_memory
+from autograder.grading.plots import PlotsInBackground, _draw_notebook, plot_memory
 from autograder.records import (
     MemoryPoint,
     NotebookReport,
@@ -68,3 +68,15 @@ def test_a_mark_on_a_cell_that_never_ran_is_left_out(tmp_path):
     assert [t.get_text() for t in axis.get_legend().get_texts()] == ["test cell"]
     assert plot_memory(_report(list(TRACKED)), tmp_path) == tmp_path / "ada.png"
     assert (tmp_path / "ada.png").stat().st_size > 0
+
+
+def test_plots_drawn_in_the_background_are_all_written_by_close(tmp_path):
+    students = [_report(list(TRACKED)) for _ in range(3)]
+    for number, student in enumerate(students):
+        student.student = f"s{number}"
+    nothing_ran = StudentReport("bob", "0" * 64, 0, 2, False, 0.0, notebooks=[])
+    with PlotsInBackground(tmp_path) as drawer:
+        for student in [*students, nothing_ran]:
+            drawer.draw(student)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0.png", "s1.png", "s2.png"]
+    assert all(p.stat().st_size > 0 for p in tmp_path.iterdir())
