@@ -47,7 +47,7 @@ What it measures, on submissions built from the example TOMLs in ``autograder/de
    A second bare run starts and stops its kernel as ``ProtectedExecute`` does (no wait for
    IOPub silence, a kill at the end), which isolates the cost of the protections alone.
 
-Run it from the repository root on an idle machine (about 12 minutes with the defaults on
+Run it from the repository root on an idle machine (about 15 minutes with the defaults on
 2 cores, much longer with ``--growth``; the report's *other load* column shows how much CPU
 other processes took meanwhile):
 
@@ -392,6 +392,7 @@ def compare_throughput(
             say(f"[{label}]   {result.cluster[-1].seconds:.1f} s")
             scores[DASK] = read_scores(ours, ids, graded)
             result.flagged[DASK] = our_flags(ours.root / "grading-report")
+            result.travel = measure_travel(ours, ids)  # before the limit's runs write there
         say(f"[{label}]   the limit: bare nbclient on the autograded notebooks, serially ...")
         limit, result.limit_notebooks = limit_timing(ours, ids)
         result.limit.append(limit)
@@ -406,8 +407,6 @@ def compare_throughput(
         grader: golden_misses(theirs, students)
         for grader, theirs in {**scores, STOCK: stock}.items()
     }
-    if args.scheduler:
-        result.travel = measure_travel(ours, ids)
     return result
 
 
