@@ -1,24 +1,45 @@
-"""Grading throughput and the cost of the protections, for the README.
+"""Grading throughput, its limit, its growth and the cost of the protections, for the README.
 
 What it measures, on submissions built from the example TOMLs in ``autograder/demo/submissions/``
 (cycled, with distinct student ids, until there are ``--submissions`` of them):
 
-1. Throughput: ``autograder grade --workers W --force`` (parallel, protected: sandboxed
-   kernels, integrity probes, memory read from outside) against stock ``nbgrader autograde
-   --force`` (plain nbgrader: a course whose ``nbgrader_config.py`` sets only the root and
-   the gradebook) on the same submissions, both run as commands from the course root.
-   Two comparisons:
+1. Throughput, four rows on the same submissions, each command run from its course root:
+
+   - stock ``nbgrader autograde --force`` (plain nbgrader: a course whose
+     ``nbgrader_config.py`` sets only the root and the gradebook);
+   - ``autograder grade --workers W --force`` (the local pool; protected: sandboxed kernels,
+     integrity probes, memory read from outside);
+   - ``autograder grade --scheduler local:W --force`` (a Dask LocalCluster; skip it with
+     ``--no-cluster``; it needs the ``distributed`` package, which the test extra installs),
+     on the same course right after the local pool;
+   - the limit: the notebooks our grader executed (``autograded/<student>/<assignment>/``,
+     those with graded cells), outputs cleared, executed by bare nbclient from their folder
+     with ``allow_errors=True``, one after another, a fresh plain ``python3`` kernel each (no
+     sandbox, no probes, no nbgrader); the summed time divided by the machine's cores.
+
+   Columns: seconds, s/submission, submissions/min, x faster than stock, x the limit's time
+   and the other load. Beside them, the goals with "met"/"not met" computed from the figures:
+   at least 2.5x stock's throughput on 2 cores with the protections on, within 1.3x of the
+   limit, the Dask run within 10% of the local pool. Two comparisons:
 
    - "graded notebooks only": every submission holds the quiz and the exercises (the two
-     notebooks with graded cells). Both graders execute the same notebooks: apples to apples.
+     notebooks with graded cells). Every grader executes the same notebooks: apples to apples.
    - "full submission": every submission also holds the lesson, which has no graded cells.
      Stock nbgrader executes it; ``autograder grade`` does not (nothing to grade).
 
    Each grader gets a fresh course directory (released once with ``autograder.release``).
-   Both commands' timings include their start-up; ours also writes its report and plots.
-   Afterwards both gradebooks are compared score by score.
+   The timings include start-up; ours also write their report and plots. Afterwards the
+   local pool's and the Dask run's gradebooks are each compared with stock's, score by score.
 
-2. Cost of the protections: one notebook at a time, the protected execution
+2. Growth (``--growth 24,96,384``; default none): cohorts of those sizes graded with the local
+   pool and on Dask, each in a fresh course: s/submission must stay flat (the largest cohort
+   within 15% of the smallest). Stock nbgrader is not run for these (far too long).
+
+3. What travels per Dask task: (Dask seconds - pool seconds) / submissions, the course bundle
+   sent once per worker (``CourseBundle.of``), a task's payload (the student's staged files,
+   and the pickled ``StudentTask``) and its pickled result.
+
+4. Cost of the protections: one notebook at a time, the protected execution
    (``ProtectedExecute``'s own timing from its run record, kernel start to shutdown, while
    ``autograder grade --workers 1`` grades single-notebook submissions of the instructor's
    solution) against executing the same instructor notebook bare with nbclient (fresh
@@ -26,25 +47,29 @@ What it measures, on submissions built from the example TOMLs in ``autograder/de
    A second bare run starts and stops its kernel as ``ProtectedExecute`` does (no wait for
    IOPub silence, a kill at the end), which isolates the cost of the protections alone.
 
-Run it from the repository root on an idle machine (about 10 minutes with the defaults on
-2 cores; the report's *other load* column shows how much CPU other processes took meanwhile):
+Run it from the repository root on an idle machine (about 15 minutes with the defaults on
+2 cores, much longer with ``--growth``; the report's *other load* column shows how much CPU
+other processes took meanwhile):
 
     .venv/bin/python tests/benchmarks/grading_throughput.py [--submissions 24] [--workers 2]
-        [--repeat 1] [--overhead-runs 5] [--keep] [--scheduler local:2]
+        [--repeat 1] [--overhead-runs 5] [--growth 24,96,384] [--scheduler local:2 |
+        --no-cluster] [--keep]
 
-With ``--scheduler``, ``autograder grade --scheduler S`` grades the same course after the local
-pool (a third row; the score agreement is then the Dask run's).
+A quick smoke run: ``--submissions 4 --overhead-runs 1 --growth 4,8``.
 
-The report (Markdown) goes to stdout, progress to stderr. Exit code 1 when the two graders
-disagree on a score, 2 when a grader fails (the end of its log is printed).
+The report (Markdown) goes to stdout, progress to stderr. Exit code 1 when one of our runs
+disagrees with stock nbgrader on a score, 2 when a grader fails (the end of its log is printed)
+or a measurement cannot be made.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
+import pickle
 import platform
 import resource
 import shutil
@@ -139,8 +164,7 @@ def notebook_names() -> tuple[list[str], list[str]]:
     every, graded = [], []
     for path in sorted(SOURCE.glob("*.ipynb")):
         every.append(path.stem)
-        cells = nbformat.read(path, as_version=4).cells
-        if any(cell.metadata.get("nbgrader", {}).get("grade") for cell in cells):
+        if has_graded_cells(nbformat.read(path, as_version=4)):
             graded.append(path.stem)
     return every, graded
 
@@ -302,6 +326,19 @@ def disagreements(ours: Scores, stock: Scores) -> tuple[int, list[str]]:
 
 # -- 1. throughput ------------------------------------------------------------------------------
 
+POOL, DASK, STOCK = "autograder (local pool)", "autograder (Dask)", "stock"
+LIMIT_CELL_TIMEOUT = (
+    60  # seconds per cell for the limit's bare runs (none of the examples nears it)
+)
+
+
+@dataclass
+class Timing:
+    """A measured time and the other load meanwhile (as CpuWatch gives them)."""
+
+    seconds: float
+    others: float
+
 
 @dataclass
 class Comparison:
@@ -311,12 +348,15 @@ class Comparison:
     students: int
     ours: list[CpuWatch] = field(default_factory=list)
     stock: list[CpuWatch] = field(default_factory=list)
-    cluster: list[CpuWatch] = field(default_factory=list)  # `--scheduler`, when asked for
+    cluster: list[CpuWatch] = field(default_factory=list)  # `--scheduler`, unless --no-cluster
+    limit: list[Timing] = field(default_factory=list)  # bare nbclient, serial, summed / CORES
+    limit_notebooks: int = 0  # notebooks the limit executes (our grader's graded notebooks)
     cells_compared: int = 0
-    disagreeing_cells: int = 0
-    disagreements: list[str] = field(default_factory=list)  # one line per student
+    disagreeing_cells: dict[str, int] = field(default_factory=dict)  # our grader -> cells
+    disagreements: dict[str, list[str]] = field(default_factory=dict)  # one line per student
     golden_misses: dict[str, list[str]] = field(default_factory=dict)
-    flagged: list[str] = field(default_factory=list)
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # our grader -> notebooks
+    travel: Travel | None = None  # what a Dask task carries, when the Dask run was made
 
 
 def compare_throughput(
@@ -327,37 +367,178 @@ def compare_throughput(
     students: list[tuple[str, Example]],
     args: argparse.Namespace,
 ) -> Comparison:
-    """Grade the same submissions with both graders, ``args.repeat`` times each."""
+    """Grade the same submissions with every grader, ``args.repeat`` times each, and time
+    the limit on the notebooks our grader executed."""
     result = Comparison(label, notebooks, graded, len(students))
     courses = {}
     for name, protected in (("stock", False), ("ours", True)):
         say(f"[{label}] setting up the {name} course ...")
         courses[name] = new_course(workdir / name, protected=protected)
         submit(courses[name], students, notebooks)
+    ours, ids = courses["ours"], [student for student, _ in students]
+    scores: dict[str, Scores] = {}
     for attempt in range(1, args.repeat + 1):
         say(f"[{label}] run {attempt}/{args.repeat}: stock nbgrader autograde ...")
         result.stock.append(run_stock(courses["stock"]))
         say(f"[{label}]   {result.stock[-1].seconds:.1f} s; autograder grade ...")
-        result.ours.append(run_ours(courses["ours"], args.workers))
+        result.ours.append(run_ours(ours, args.workers))
         say(f"[{label}]   {result.ours[-1].seconds:.1f} s")
-        if args.scheduler:  # the same course again: its gradebook then holds this run's scores
+        # Read now: the Dask run grades the same course and overwrites these.
+        scores[POOL] = read_scores(ours, ids, graded)
+        result.flagged[POOL] = our_flags(ours.root / "grading-report")
+        if args.scheduler:
             say(f"[{label}]   autograder grade --scheduler {args.scheduler} ...")
-            result.cluster.append(run_ours(courses["ours"], args.workers, args.scheduler))
+            result.cluster.append(run_ours(ours, args.workers, args.scheduler))
             say(f"[{label}]   {result.cluster[-1].seconds:.1f} s")
-    result.flagged = our_flags(courses["ours"].root / "grading-report")
-    ids = [student for student, _ in students]
-    ours = read_scores(courses["ours"], ids, graded)
+            scores[DASK] = read_scores(ours, ids, graded)
+            result.flagged[DASK] = our_flags(ours.root / "grading-report")
+            result.travel = measure_travel(ours, ids)  # before the limit's runs write there
+        say(f"[{label}]   the limit: bare nbclient on the autograded notebooks, serially ...")
+        limit, result.limit_notebooks = limit_timing(ours, ids)
+        result.limit.append(limit)
+        say(f"[{label}]   {limit.seconds * CORES:.1f} s serially, / {CORES} cores")
     stock = read_scores(courses["stock"], ids, graded)
     result.cells_compared = sum(len(cells) for cells in stock.values())
-    result.disagreeing_cells, result.disagreements = disagreements(ours, stock)
+    for grader, theirs in scores.items():
+        result.disagreeing_cells[grader], result.disagreements[grader] = disagreements(
+            theirs, stock
+        )
     result.golden_misses = {
-        "autograder": golden_misses(ours, students),
-        "stock": golden_misses(stock, students),
+        grader: golden_misses(theirs, students)
+        for grader, theirs in {**scores, STOCK: stock}.items()
     }
     return result
 
 
-# -- 2. cost of the protections -----------------------------------------------------------------
+def has_graded_cells(notebook: nbformat.NotebookNode) -> bool:
+    return any(cell.metadata.get("nbgrader", {}).get("grade") for cell in notebook.cells)
+
+
+def limit_timing(course: Course, students: list[str]) -> tuple[Timing, int]:
+    """The limit on this machine: every notebook with graded cells our grader wrote for
+    ``students`` (``autograded/<student>/<assignment>``), outputs cleared, executed by bare
+    nbclient from its folder (so the hidden tests import ``autograder.checks`` as they did),
+    one after another, a fresh plain ``python3`` kernel each; the summed time / CORES.
+    Returns that and how many notebooks it executed."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    spent, executed = 0.0, 0
+    with CpuWatch() as watch:
+        for student in students:
+            folder = course.autograded / student / course.assignment
+            for path in sorted(folder.glob("*.ipynb")):
+                notebook = nbformat.read(path, as_version=4)
+                if not has_graded_cells(notebook):
+                    continue
+                for cell in notebook.cells:
+                    if cell.cell_type == "code":
+                        cell.outputs, cell.execution_count = [], None
+                client = NotebookClient(
+                    notebook,
+                    kernel_name="python3",
+                    timeout=LIMIT_CELL_TIMEOUT,
+                    allow_errors=True,
+                    resources={"metadata": {"path": str(folder)}},
+                )
+                started = time.monotonic()
+                try:
+                    client.execute(stderr=subprocess.DEVNULL)  # the kernel's start-up warnings
+                except (CellTimeoutError, DeadKernelError) as error:
+                    raise BenchmarkError(
+                        f"Bare nbclient could not execute {path} to the end, so the limit "
+                        f"cannot be measured: {type(error).__name__}: {error}"
+                    ) from None
+                spent += time.monotonic() - started
+                executed += 1
+    if not executed:
+        raise BenchmarkError(
+            f"No autograded notebook with graded cells under {course.autograded}: "
+            "`autograder grade` wrote none, so there is nothing to time the limit on."
+        )
+    return Timing(spent / CORES, watch.others), executed
+
+
+# -- 3. what travels per Dask task--------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Travel:
+    """Bytes a Dask run moves (measured on the course after it, see measure_travel)."""
+
+    bundle_files: int
+    bundle_bytes: int  # the course bundle's files, sent once to every worker
+    task_bytes: list[int]  # per student: the staged files a task carries
+    task_pickled: list[int]  # per student: len(pickle.dumps(StudentTask))
+    result_pickled: list[int]  # per student: len(pickle.dumps(StudentResult))
+
+
+def measure_travel(course: Course, students: list[str]) -> Travel:
+    """The bundle, each student's task and result, rebuilt from what the run left in the
+    course (the staged submissions, run records, graded notebooks and gradebook). The
+    task's overrides (limits and memory, a few hundred bytes) are left out."""
+    from autograder.grading.gradebook import read_autograded
+    from autograder.grading.task import CourseBundle, StudentResult, StudentTask, staged_files
+
+    bundle = CourseBundle.of(course)
+    report_dir = course.root / "grading-report"
+    task_bytes, task_pickled, result_pickled = [], [], []
+    for student in students:
+        staged = staged_files(report_dir / "staged" / student / course.assignment)
+        task_bytes.append(sum(len(data) for data in staged.values()))
+        task_pickled.append(len(pickle.dumps(StudentTask(student, course.assignment, staged, {}))))
+        runs = sorted((report_dir / "runs" / student).glob("*.json"))
+        result = StudentResult(
+            student,
+            runs={path.stem: json.loads(path.read_text()) for path in runs},
+            graded=staged_files(course.autograded / student / course.assignment),
+            scores=read_autograded(course.db_url, course.assignment, student),
+        )
+        result_pickled.append(len(pickle.dumps(result)))
+    sizes = [len(data) for data in bundle.files.values()]
+    return Travel(len(sizes), sum(sizes), task_bytes, task_pickled, result_pickled)
+
+
+# -- 2. growth -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrowthPoint:
+    grader: str
+    submissions: int
+    seconds: float
+    others: float
+
+    @property
+    def per_submission(self) -> float:
+        return self.seconds / self.submissions
+
+
+def measure_growth(
+    workdir: Path, sizes: list[int], graded: list[str], args: argparse.Namespace
+) -> list[GrowthPoint]:
+    """Grade cohorts of ``sizes`` students (graded notebooks only), each in a fresh course,
+    with the local pool and then (unless --no-cluster) on Dask."""
+    points = []
+    graders = [(f"`autograder grade --workers {args.workers}`", None)]
+    if args.scheduler:
+        graders.append((f"`autograder grade --scheduler {args.scheduler}`", args.scheduler))
+    for size in sizes:
+        say(f"[growth] {size} submissions: setting up a protected course ...")
+        course = new_course(workdir / f"growth-{size}", protected=True)
+        submit(course, cohort(size), graded)
+        for name, scheduler in graders:
+            say(f"[growth] {size} submissions: {name} ...")
+            watch = run_ours(course, args.workers, scheduler)
+            our_flags(course.root / "grading-report")  # a notebook not graded: a BenchmarkError
+            say(f"[growth]   {watch.seconds:.1f} s")
+            points.append(GrowthPoint(name, size, watch.seconds, watch.others))
+        if not args.keep:  # the largest cohorts take room
+            shutil.rmtree(course.root, ignore_errors=True)
+    return points
+
+
+# -- 4. cost of the protections ---------------------------------------------------------------
 
 
 @dataclass
@@ -459,6 +640,84 @@ def measure_overhead(workdir: Path, graded: list[str], runs: int) -> list[Overhe
     return results
 
 
+# -- goals --------------------------------------------------------------------------------------
+
+STOCK_GOAL = 2.5  # at least this x stock nbgrader's throughput, on 2 cores, protections on
+LIMIT_GOAL = 1.3  # our time at most this x the limit's
+DASK_GOAL = 1.10  # the Dask run's time at most this x the local pool's
+GROWTH_GOAL = 1.15  # s/submission of the largest cohort at most this x the smallest's
+GOAL_CORES = 2
+
+
+@dataclass(frozen=True)
+class Goal:
+    goal: str
+    figure: float  # a ratio
+    target: float
+    higher_is_better: bool
+    note: str = ""
+
+    @property
+    def met(self) -> bool:
+        if self.higher_is_better:
+            return self.figure >= self.target
+        return self.figure <= self.target
+
+    def row(self) -> list[str]:
+        bound = "≥" if self.higher_is_better else "≤"
+        verdict = "**met**" if self.met else "**not met**"
+        return [
+            self.goal,
+            f"{bound} {self.target:g}x",
+            f"{self.figure:.2f}x",
+            verdict + (f" ({self.note})" if self.note else ""),
+        ]
+
+
+def throughput_goals(
+    stock: float, pool: float, limit: float, dask: float | None, cores: int
+) -> list[Goal]:
+    """The goals for one comparison, from its wall times in seconds (dask None: not run)."""
+    elsewhere = "" if cores == GOAL_CORES else f"measured on {cores} cores, the goal is for 2"
+    goals = [
+        Goal("throughput vs stock `nbgrader autograde`", stock / pool, STOCK_GOAL, True, elsewhere),
+        Goal("time vs the limit", pool / limit, LIMIT_GOAL, False),
+    ]
+    if dask is not None:
+        goals.append(Goal("Dask run's time vs the local pool's", dask / pool, DASK_GOAL, False))
+    return goals
+
+
+def comparison_goals(comparison: Comparison) -> list[Goal]:
+    def median(timings: Sequence[Timing | CpuWatch]) -> float:
+        return statistics.median(t.seconds for t in timings)
+
+    dask = median(comparison.cluster) if comparison.cluster else None
+    return throughput_goals(
+        median(comparison.stock), median(comparison.ours), median(comparison.limit), dask, CORES
+    )
+
+
+def growth_goals(points: list[GrowthPoint]) -> list[Goal]:
+    """Per grader timed at two sizes or more: the largest cohort's s/submission against the
+    smallest's."""
+    goals = []
+    for grader in dict.fromkeys(point.grader for point in points):
+        mine = sorted((p for p in points if p.grader == grader), key=lambda p: p.submissions)
+        if len(mine) > 1:
+            smallest, largest = mine[0], mine[-1]
+            goals.append(
+                Goal(
+                    f"{grader}: s/submission at {largest.submissions} vs at "
+                    f"{smallest.submissions} submissions",
+                    largest.per_submission / smallest.per_submission,
+                    GROWTH_GOAL,
+                    False,
+                )
+            )
+    return goals
+
+
 # -- the report ---------------------------------------------------------------------------------
 
 
@@ -514,17 +773,21 @@ def throughput_rows(
     comparison: Comparison, workers: int, scheduler: str | None = None
 ) -> list[list[str]]:
     stock = statistics.median(w.seconds for w in comparison.stock)
+    limit = statistics.median(t.seconds for t in comparison.limit)
     notebooks = comparison.students * len(comparison.notebooks)
     graded = comparison.students * len(comparison.graded)
-    rows = []
-    graders = [
+    graders: list[tuple[str, Sequence[Timing | CpuWatch], int]] = [
         ("stock `nbgrader autograde`", comparison.stock, notebooks),
         (f"`autograder grade --workers {workers}`", comparison.ours, graded),
     ]
     if comparison.cluster:
         graders.append((f"`autograder grade --scheduler {scheduler}`", comparison.cluster, graded))
+    graders.append((f"the limit: bare nbclient, serial, / {CORES} cores", comparison.limit, graded))
+    rows = []
     for name, runs, executed in graders:
         seconds = statistics.median(w.seconds for w in runs)
+        if runs is comparison.limit:
+            executed = comparison.limit_notebooks
         rows.append(
             [
                 comparison.label,
@@ -532,9 +795,10 @@ def throughput_rows(
                 str(comparison.students),
                 f"{notebooks} ({executed})",
                 seconds_cell([w.seconds for w in runs]),
+                f"{seconds / comparison.students:.2f}",
                 per_minute(comparison.students, seconds),
-                per_minute(notebooks, seconds),
                 f"**{stock / seconds:.2f}x**" if runs is not comparison.stock else "1.00x",
+                f"{seconds / limit:.2f}x",
                 f"{max(w.others for w in runs):.0%}",
             ]
         )
@@ -545,26 +809,106 @@ def throughput_table(
     comparisons: list[Comparison], workers: int, scheduler: str | None = None
 ) -> str:
     headers = ["submissions", "grader", "students", "notebooks (executed)", "wall s"]
-    headers += ["submissions/min", "notebooks/min", "throughput vs stock", "other load"]
+    headers += ["s/submission", "submissions/min", "x faster than stock", "x the limit's time"]
+    headers += ["other load"]
     rows = [
         row for comparison in comparisons for row in throughput_rows(comparison, workers, scheduler)
     ]
     return markdown_table(headers, rows)
 
 
-def cluster_lines(comparisons: list[Comparison], scheduler: str | None) -> list[str]:
-    """The Dask run's wall time against the local pool's, on the same submissions."""
-    lines = []
+def goals_table(comparisons: list[Comparison]) -> str:
+    rows = [
+        [comparison.label, *goal.row()]
+        for comparison in comparisons
+        for goal in comparison_goals(comparison)
+    ]
+    return markdown_table(["submissions", "goal", "target", "measured", "verdict"], rows)
+
+
+def growth_lines(points: list[GrowthPoint]) -> list[str]:
+    if not points:
+        return []
+    rows = []
+    for grader in dict.fromkeys(point.grader for point in points):
+        mine = sorted((p for p in points if p.grader == grader), key=lambda p: p.submissions)
+        rows += [
+            [
+                grader,
+                str(point.submissions),
+                f"{point.seconds:.1f}",
+                f"{point.per_submission:.2f}",
+                f"{point.per_submission / mine[0].per_submission:.2f}x",
+                f"{point.others:.0%}",
+            ]
+            for point in mine
+        ]
+    headers = ["grader", "submissions", "wall s", "s/submission", "vs the smallest", "other load"]
+    goals = [goal.row() for goal in growth_goals(points)]
+    return [
+        "### Growth: s/submission as the cohort grows (must stay flat)",
+        "",
+        markdown_table(headers, rows),
+        "",
+        markdown_table(["goal", "target", "measured", "verdict"], goals) if goals else "",
+        "",
+        "- Each cohort is graded in a fresh course (graded notebooks only, the examples "
+        "cycled), one run each, start-up included. Stock `nbgrader autograde` is not run here: "
+        "it grades one submission after another, so its s/submission cannot improve with the "
+        "size and the larger cohorts would take far too long (its speed is in the throughput "
+        "table).",
+        "",
+    ]
+
+
+def kib(count: float) -> str:
+    return f"{count / 1024:.1f} KiB"
+
+
+def sizes_cell(values: list[int]) -> str:
+    """Median (range) in KiB."""
+    return f"{kib(statistics.median(values))} ({kib(min(values))}-{kib(max(values))})"
+
+
+def travel_lines(comparisons: list[Comparison], workers: int) -> list[str]:
+    """Per comparison with a Dask run: its extra seconds per task over the local pool, and
+    the bytes that travel."""
+    rows = []
     for comparison in comparisons:
-        if comparison.cluster:
+        if comparison.cluster and comparison.travel:
             pool = statistics.median(w.seconds for w in comparison.ours)
             dask = statistics.median(w.seconds for w in comparison.cluster)
-            lines.append(
-                f"- {comparison.label}: `--scheduler {scheduler}` took {dask / pool:.2f}x the "
-                f"local pool's time ({dask - pool:+.1f} s; it adds Dask's start-up, the course "
-                "sent to each worker and one task per student, and grades the largest first)."
+            travel = comparison.travel
+            rows.append(
+                [
+                    comparison.label,
+                    f"({dask:.1f} - {pool:.1f}) / {comparison.students} = "
+                    f"**{(dask - pool) / comparison.students:+.2f}**",
+                    f"{kib(travel.bundle_bytes)} ({travel.bundle_files} files) x {workers}",
+                    sizes_cell(travel.task_bytes),
+                    sizes_cell(travel.task_pickled),
+                    sizes_cell(travel.result_pickled),
+                ]
             )
-    return lines
+    if not rows:
+        return []
+    headers = ["submissions", "Dask's extra s per task: (Dask s - pool s) / submissions"]
+    headers += ["course bundle, once per worker", "task payload: staged files, median (range)"]
+    headers += ["pickled task", "pickled result"]
+    return [
+        "### What travels per task (Dask)",
+        "",
+        markdown_table(headers, rows),
+        "",
+        "- The extra time is the whole run's difference spread over the tasks: Dask's start-up, "
+        "the bundle sent to each worker and one round trip per student.",
+        "- *course bundle*: `CourseBundle.of(course)`, its files' bytes (config, source and "
+        "release notebooks, the gradebook without students). *task payload*: the student's "
+        "staged files (`staged_files`); *pickled task*: `len(pickle.dumps(StudentTask))` "
+        "without the run's overrides (a few hundred bytes); *pickled result*: a "
+        "`StudentResult` rebuilt from what the run wrote (run records, graded notebooks, scores).",
+        "",
+    ]
 
 
 def overhead_table(results: list[Overhead]) -> str:
@@ -615,24 +959,32 @@ def agreement_lines(comparisons: list[Comparison]) -> list[str]:
     lines = []
     for comparison in comparisons:
         golden = ", ".join(f"{k} {len(v)}" for k, v in comparison.golden_misses.items())
+        against = "; ".join(
+            f"{grader}: **{comparison.disagreeing_cells[grader]} cells scored differently** "
+            f"({len(differing)} students), {len(comparison.flagged.get(grader, []))} notebooks flagged"
+            for grader, differing in comparison.disagreements.items()
+        )
         lines.append(
             f"- {comparison.label}: {comparison.students} students, {comparison.cells_compared} "
-            f"graded cells compared: **{comparison.disagreeing_cells} cells scored differently** "
-            f"by the two graders ({len(comparison.disagreements)} students); students off their "
-            f"example's golden scores: {golden}; notebooks flagged by `autograder grade`: "
-            f"{len(comparison.flagged)}"
+            f"graded cells compared with stock nbgrader's scores. {against}. Students off their "
+            f"example's golden scores: {golden}"
         )
-        lines += listed(comparison.disagreements, "differ: ")
+        for grader, differences in comparison.disagreements.items():
+            lines += listed(differences, f"{grader} differs: ")
         for grader, misses in comparison.golden_misses.items():
             lines += listed(misses, f"{grader} off golden: ")
-        lines += listed(comparison.flagged, "flagged: ")
+        for grader, flagged in comparison.flagged.items():
+            lines += listed(flagged, f"{grader} flagged: ")
     return lines
 
 
-def load_warning(comparisons: list[Comparison], overheads: list[Overhead]) -> list[str]:
-    worst = max(
-        [w.others for c in comparisons for w in (*c.stock, *c.ours)] + [o.others for o in overheads]
-    )
+def load_warning(
+    comparisons: list[Comparison], overheads: list[Overhead], growth: list[GrowthPoint]
+) -> list[str]:
+    loads = [o.others for o in overheads] + [p.others for p in growth]
+    for c in comparisons:
+        loads += [w.others for w in c.stock + c.ours + c.cluster] + [t.others for t in c.limit]
+    worst = max(loads)
     if worst < BUSY_WARNING:
         return []
     return [
@@ -642,64 +994,100 @@ def load_warning(comparisons: list[Comparison], overheads: list[Overhead]) -> li
     ]
 
 
-def report(
-    args: argparse.Namespace,
-    command: str,
-    comparisons: list[Comparison],
-    overheads: list[Overhead],
-    loads: tuple[float, float],
-) -> str:
+def throughput_lines(args: argparse.Namespace, comparisons: list[Comparison]) -> list[str]:
     how = f"median of {args.repeat} runs" if args.repeat > 1 else "one run"
+    return [
+        f"### Throughput ({how} each, the same submissions for every grader)",
+        "",
+        throughput_table(comparisons, args.workers, args.scheduler),
+        "",
+        goals_table(comparisons),
+        "",
+        "- *graded notebooks only* (apples to apples): every submission holds the quiz and "
+        "the exercises, and every grader executes both. The goals are meant for this one.",
+        "- *full submission*: every submission also holds the lesson, which has no graded "
+        "cells: stock nbgrader executes it, `autograder grade` does not.",
+        "- Wall time of each command run from its course root, start-up included; "
+        "`autograder grade` also writes its report, per-student JSON and memory plots. "
+        "The Dask run grades the same course as the local pool, right after it.",
+        f"- *the limit*: the notebooks `autograder grade` wrote for these students (those with "
+        "graded cells, outputs cleared) executed by bare nbclient from their folders with "
+        "`allow_errors=True`, one after another, a fresh plain `python3` kernel each (no "
+        "sandbox, no probes, no nbgrader); the summed time divided by the machine's "
+        f"{CORES} cores: what perfect parallel grading with no protections would take.",
+        "- *other load*: CPU time other processes on the machine used during the run, as a "
+        "share of all its cores (from /proc/stat, minus this benchmark's own processes).",
+        "",
+    ]
+
+
+def overhead_lines(args: argparse.Namespace, overheads: list[Overhead]) -> list[str]:
+    return [
+        f"### Cost of the protections (one notebook at a time, median of {args.overhead_runs})",
+        "",
+        overhead_table(overheads),
+        "",
+        "- *bare nbclient*: `nbclient.NotebookClient(nb, kernel_name='python3')` on the "
+        "instructor's notebook (solutions and hidden tests), a fresh kernel each run: the "
+        "notebook with no grader at all.",
+        "- *bare, prompt start/stop*: the same, but the kernel is started and stopped as "
+        "`ProtectedExecute` does (ready without waiting for 0.2 s of IOPub silence, killed "
+        "after the last cell instead of a graceful shutdown): *vs prompt start/stop* is "
+        "the cost of the protections alone.",
+        "- *protected execution*: `ProtectedExecute`'s own timing of the same notebook, kernel "
+        "start to shutdown (sandboxed kernel, static scan, a probe before every test cell, "
+        "memory read after every cell), from its run records while `autograder grade "
+        "--workers 1` graded single-notebook submissions of the instructor's solution.",
+        "- *whole `autograder grade`*: that command's wall time per notebook: adds "
+        "nbgrader's own steps (sanitizing, gradebook) and one worker's start-up.",
+        "- Times in seconds: median (range).",
+    ]
+
+
+@dataclass
+class Results:
+    comparisons: list[Comparison]
+    overheads: list[Overhead]
+    growth: list[GrowthPoint]
+
+
+def report(
+    args: argparse.Namespace, command: str, results: Results, loads: tuple[float, float]
+) -> str:
     return "\n".join(
         [
             "## Grading throughput and the cost of the protections",
             "",
             *machine_lines(command),
             f"- Load average (1 min) before / after: {loads[0]:.2f} / {loads[1]:.2f}",
-            *load_warning(comparisons, overheads),
+            *load_warning(results.comparisons, results.overheads, results.growth),
             "",
-            f"### Throughput ({how} each, the same submissions for both graders)",
-            "",
-            throughput_table(comparisons, args.workers, args.scheduler),
-            "",
-            *cluster_lines(comparisons, args.scheduler),
-            "- *graded notebooks only* (apples to apples): every submission holds the quiz and "
-            "the exercises, and both graders execute both.",
-            "- *full submission*: every submission also holds the lesson, which has no graded "
-            "cells: stock nbgrader executes it, `autograder grade` does not.",
-            "- Wall time of each command run from its course root, start-up included; "
-            "`autograder grade` also writes its report, per-student JSON and memory plots. "
-            "Notebooks/min counts submitted notebooks.",
-            "- *other load*: CPU time other processes on the machine used during the run, as a "
-            "share of all its cores (from /proc/stat, minus this benchmark's own processes).",
-            "",
+            *throughput_lines(args, results.comparisons),
+            *growth_lines(results.growth),
+            *travel_lines(results.comparisons, args.workers),
             "### Score agreement on the graded notebooks",
             "",
-            *agreement_lines(comparisons),
+            *agreement_lines(results.comparisons),
             "",
-            f"### Cost of the protections (one notebook at a time, median of {args.overhead_runs})",
-            "",
-            overhead_table(overheads),
-            "",
-            "- *bare nbclient*: `nbclient.NotebookClient(nb, kernel_name='python3')` on the "
-            "instructor's notebook (solutions and hidden tests), a fresh kernel each run: the "
-            "notebook with no grader at all.",
-            "- *bare, prompt start/stop*: the same, but the kernel is started and stopped as "
-            "`ProtectedExecute` does (ready without waiting for 0.2 s of IOPub silence, killed "
-            "after the last cell instead of a graceful shutdown): *vs prompt start/stop* is "
-            "the cost of the protections alone.",
-            "- *protected execution*: `ProtectedExecute`'s own timing of the same notebook, kernel "
-            "start to shutdown (sandboxed kernel, static scan, a probe before every test cell, "
-            "memory read after every cell), from its run records while `autograder grade "
-            "--workers 1` graded single-notebook submissions of the instructor's solution.",
-            "- *whole `autograder grade`*: that command's wall time per notebook: adds "
-            "nbgrader's own steps (sanitizing, gradebook) and one worker's start-up.",
-            "- Times in seconds: median (range).",
+            *overhead_lines(args, results.overheads),
         ]
     )
 
 
 # -- main ---------------------------------------------------------------------------------------
+
+
+def cohort_sizes(text: str) -> list[int]:
+    """``--growth 24,96,384``: the cohort sizes, ascending."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write the cohort sizes as whole numbers separated by commas, e.g. 24,96,384"
+        ) from None
+    if not sizes or sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every cohort size must be at least 1")
+    return sizes
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -713,12 +1101,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary course folders")
     parser.add_argument(
         "--scheduler",
-        help="also time `autograder grade --scheduler S` (e.g. local:2) on the same course; "
-        "the score agreement is then that run's (needs the [cluster] extra)",
+        help="the Dask scheduler of the Dask rows (default local:WORKERS, a LocalCluster)",
+    )
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="skip the Dask runs (and their goal)"
+    )
+    parser.add_argument(
+        "--growth",
+        type=cohort_sizes,
+        default=[],
+        help="also grade cohorts of these sizes, e.g. 24,96,384 (default: none)",
     )
     args = parser.parse_args(argv)
     if min(args.submissions, args.workers, args.repeat, args.overhead_runs) < 1:
         parser.error("every count must be at least 1")
+    if args.no_cluster:
+        args.scheduler = None
+    else:
+        args.scheduler = args.scheduler or f"local:{args.workers}"
+        if importlib.util.find_spec("distributed") is None:
+            parser.error(
+                "the Dask rows need the `distributed` package: install the test extra "
+                "(.venv/bin/pip install -e '.[test]') or pass --no-cluster"
+            )
     return args
 
 
@@ -726,28 +1131,40 @@ def stop(signum: int, frame: object) -> None:
     raise SystemExit(f"grading_throughput: stopped by signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, stop)  # so that the temporary folders are removed
+def command_line(args: argparse.Namespace) -> str:
     command = (
         f"python {Path(__file__).resolve().relative_to(REPO)} --submissions {args.submissions} "
         f"--workers {args.workers} --repeat {args.repeat} --overhead-runs {args.overhead_runs}"
-        + (f" --scheduler {args.scheduler}" if args.scheduler else "")
     )
-    started = time.monotonic()
-    load_before = os.getloadavg()[0]
+    command += f" --scheduler {args.scheduler}" if args.scheduler else " --no-cluster"
+    if args.growth:
+        command += " --growth " + ",".join(str(size) for size in args.growth)
+    return command
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> Results:
     every, graded = notebook_names()
     students = cohort(args.submissions)
+    comparisons = [
+        compare_throughput(workdir / name, label, notebooks, graded, students, args)
+        for name, label, notebooks in (
+            ("graded", "graded notebooks only", graded),
+            ("full", "full submission", every),
+        )
+    ]
+    growth = measure_growth(workdir, args.growth, graded, args)
+    overheads = measure_overhead(workdir, graded, args.overhead_runs)
+    return Results(comparisons, overheads, growth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, stop)  # so that the temporary folders are removed
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="grading-throughput-"))
     try:
-        comparisons = [
-            compare_throughput(workdir / name, label, notebooks, graded, students, args)
-            for name, label, notebooks in (
-                ("graded", "graded notebooks only", graded),
-                ("full", "full submission", every),
-            )
-        ]
-        overheads = measure_overhead(workdir, graded, args.overhead_runs)
+        results = measure(args, workdir)
     except BenchmarkError as error:
         print(f"grading_throughput: {error}", file=sys.stderr)
         return 2
@@ -757,9 +1174,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     loads = (load_before, os.getloadavg()[0])
-    print(report(args, command, comparisons, overheads, loads))
+    print(report(args, command_line(args), results, loads))
     print(f"\nTotal run time of this script: {time.monotonic() - started:.0f} s")
-    return 1 if any(c.disagreements for c in comparisons) else 0
+    disagreeing = any(any(c.disagreements.values()) for c in results.comparisons)
+    return 1 if disagreeing else 0
 
 
 if __name__ == "__main__":
