@@ -96,6 +96,7 @@ from autograder.grading.gradebook import cell_scores
 from autograder.grading.run import grade
 from autograder.release import release
 from autograder.sandbox import PromptKernelClient
+from autograder.sandbox.policy import THREAD_VARS
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = EXAMPLES / "submissions"
@@ -410,6 +411,14 @@ def compare_throughput(
     return result
 
 
+def one_blas_thread() -> dict[str, str]:
+    """A bare kernel's environment: this one with BLAS and OpenMP on one thread, as in the
+    graders' kernels. With its default (a thread per core) a serial bare run would already
+    use every core in NumPy's calls, and dividing its time by the cores would count them
+    twice. (stderr is silenced with it: the kernel's start-up warnings.)"""
+    return {**os.environ, **dict.fromkeys(THREAD_VARS, "1")}
+
+
 def has_graded_cells(notebook: nbformat.NotebookNode) -> bool:
     return any(cell.metadata.get("nbgrader", {}).get("grade") for cell in notebook.cells)
 
@@ -443,7 +452,7 @@ def limit_timing(course: Course, students: list[str]) -> tuple[Timing, int]:
                 )
                 started = time.monotonic()
                 try:
-                    client.execute(stderr=subprocess.DEVNULL)  # the kernel's start-up warnings
+                    client.execute(stderr=subprocess.DEVNULL, env=one_blas_thread())
                 except (CellTimeoutError, DeadKernelError) as error:
                     raise BenchmarkError(
                         f"Bare nbclient could not execute {path} to the end, so the limit "
@@ -619,7 +628,7 @@ def bare_times(notebook: str, runs: int, timeout: int, *, prompt: bool = False) 
                 **(how if prompt else {}),
             )
             started = time.monotonic()
-            client.execute(stderr=subprocess.DEVNULL)  # the kernel's start-up warnings
+            client.execute(stderr=subprocess.DEVNULL, env=one_blas_thread())
             times.append(time.monotonic() - started)
     return times
 
