@@ -193,6 +193,53 @@ def test_an_unreachable_scheduler_fails_in_seconds(monkeypatch, tmp_path):
     assert time.monotonic() - started < 15
 
 
+class _NothingEnds:
+    """An as_completed where no task ever ends."""
+
+    def has_ready(self) -> bool:
+        return False
+
+
+class _Client:
+    def __init__(self, status: str, threads: dict[str, int]) -> None:
+        self.status, self.threads = status, threads
+
+    def nthreads(self) -> dict[str, int]:
+        return self.threads
+
+
+SCHEDULER = "tcp://10.0.0.9:8786"
+ANN_STAGED = StagedSubmission("ann", "0" * 64, staged=["nb"])
+
+
+@pytest.mark.parametrize(
+    ("client", "why"),
+    [
+        (_Client("running", {}), "no worker was left at the Dask scheduler at " + SCHEDULER),
+        (_Client("running", {"w": 1}), f"the workers of the Dask scheduler at {SCHEDULER} stopped"),
+    ],
+    ids=["no-worker-left", "workers-silent"],
+)
+def test_a_cluster_where_nothing_ends_is_given_up_after_one_students_worst_case(client, why):
+    started = time.monotonic()
+    with pytest.raises(cluster._ClusterGone) as gone:
+        cluster._next_done(client, _NothingEnds(), SCHEDULER, patience=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert why in gone.value.log and "nothing of this student's was recorded" in gone.value.log
+    entry = notebook_report("nb", 5.0, None, ANN_STAGED, [], gone.value.log)
+    assert entry.status == "ungradable"
+    assert gone.value.log in entry.reason  # the whole message, not cut to the report's 300
+    assert "the same command grades only the students not recorded" in entry.reason
+
+
+def test_a_lost_scheduler_connection_ends_the_wait_at_once():
+    started = time.monotonic()
+    with pytest.raises(cluster._ClusterGone, match="stopped answering") as gone:
+        cluster._next_done(_Client("connecting", {}), _NothingEnds(), SCHEDULER, patience=600)
+    assert time.monotonic() - started < 1
+    assert f"the Dask scheduler at {SCHEDULER} stopped answering" in gone.value.log
+
+
 # -- slow: end to end on a LocalCluster ---------------------------------------------------------
 
 
