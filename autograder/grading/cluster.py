@@ -114,7 +114,7 @@ def connect(scheduler: str) -> Iterator[Client]:
             f"({type(error).__name__}: {error}). Is `dask scheduler` running there, and is "
             "the address (tcp://host:8786) right?"
         ) from None
-    with client:
+    try:
         try:
             client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
         except TimeoutError:
@@ -123,6 +123,25 @@ def connect(scheduler: str) -> Iterator[Client]:
                 "start some with `dask worker " + scheduler + " --nthreads 1`."
             ) from None
         yield client
+    finally:
+        _close(client)
+
+
+def _close(client: Client) -> None:
+    """Close ``client``. When its scheduler went away, distributed is still trying to reach
+    it, and closing cancels that with a logged traceback: the run has already said what
+    happened (every student not recorded has a ClusterError), so the traceback is left out."""
+    if client.status == "running":
+        client.close()
+        return
+    log = logging.getLogger("distributed.client")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.suppress(Exception):  # nothing is left to close cleanly
+            client.close()
+    finally:
+        log.setLevel(level)
 
 
 def worker_threads(client: Client) -> int:
@@ -257,6 +276,7 @@ class _Work:
         overrides: dict[str, Any],
     ) -> None:
         self.client, self.course, self.plugin_name = client, course, plugin.name
+        self.address = str(client.scheduler.address)
         self.portable = portable_overrides(overrides)
         self.folders = {s: report_dir / "staged" / s / course.assignment for s in students}
         self.sizes = {
@@ -268,7 +288,11 @@ class _Work:
 
     def submit_more(self) -> None:
         """Keep every worker thread busy and a few tasks ahead of them, no more."""
-        room = worker_threads(self.client) * (1 + AHEAD) - len(self.running)
+        try:
+            threads = worker_threads(self.client)
+        except OSError:  # CommClosedError: the scheduler went away since the last student
+            raise _ClusterGone(_scheduler_gone(self.address)) from None
+        room = threads * (1 + AHEAD) - len(self.running)
         for _ in range(max(0, room)):
             if not self.waiting:
                 return
@@ -365,9 +389,9 @@ def grade_on_cluster(
     run ends; what was recorded stays."""
     if not students:
         return
-    address = str(client.scheduler.address)
     patience = student_seconds + STARTUP_MARGIN
     work = _Work(client, course, _set_up_course(client, course), students, report_dir, overrides)
+    address = work.address
     runs_dir = report_dir / "runs"
     try:
         work.submit_more()

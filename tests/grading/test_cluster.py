@@ -4,6 +4,8 @@ workers: the local pool's report, a worker killed mid-run, a stopped and resumed
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import signal
 import sqlite3
@@ -11,8 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -30,7 +34,7 @@ from autograder.grading.gradebook import (
     record_autograded,
 )
 from autograder.grading.report import notebook_report
-from autograder.grading.run import GradingError, grade
+from autograder.grading.run import GradingError, GradingRun, grade
 from autograder.grading.staging import StagedSubmission
 from autograder.grading.task import (
     CourseBundle,
@@ -64,6 +68,8 @@ RESUMED = [
     "fails-ex3-clears-out-only",
     "fails-ex6-builds-temporaries",
 ]
+# Graded on a real `dask scheduler` that is killed mid-run, then on a new one.
+DROPPED = ["fails-quiz-trusts-rss-and-nbytes", "fails-ex1-size-in-mib", "fails-ex2-kept-in-a-list"]
 
 
 # -- fast: the pieces ------------------------------------------------------------------------
@@ -247,7 +253,7 @@ def test_a_lost_scheduler_connection_ends_the_wait_at_once():
 def course(tmp_path_factory):
     course = Course(copy_course(tmp_path_factory.mktemp("course")))
     release(course)
-    for name in SAME_AS_POOL + KILLED + RESUMED:
+    for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED:
         write_submission(EXAMPLES[name], course)
     return course
 
@@ -409,3 +415,147 @@ def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
         _check_golden(EXAMPLES[student.student], student.to_json())
     counts = _submissions(course)
     assert all(counts[s] == 1 for s in RESUMED), counts
+
+
+# -- slow: real `dask scheduler` and `dask worker` processes -------------------------------------
+
+DASK = Path(sys.executable).parent / "dask"
+SHORT_LIMITS = {"cell_timeout": 5, "notebook_timeout": 30, "student_timeout": 60}
+
+
+class _DaskProcesses:
+    """`dask scheduler` and `dask worker` processes on 127.0.0.1, as an instructor starts
+    them; each one's log in ``folder``, all of them (and what they started) killed at exit."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> _DaskProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self.started:
+            self.kill(process)
+
+    def _start(self, name: str, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with (self.folder / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        self.started.append(process)
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def scheduler(self, name: str = "scheduler") -> tuple[subprocess.Popen[bytes], str]:
+        """A scheduler on a free port (port 0: the system picks it); its address."""
+        address_file = self.folder / f"{name}.json"
+        command = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0"]
+        command += ["--no-dashboard", "--scheduler-file", str(address_file)]
+        process = self._start(name, command, env=tool_environment())
+        self._wait(lambda: address_file.is_file() and address_file.stat().st_size > 0, name)
+        return process, json.loads(address_file.read_text())["address"]
+
+    def worker(
+        self,
+        address: str,
+        name: str = "worker",
+        command_prefix: list[str] | None = None,
+        **kwargs: Any,
+    ) -> subprocess.Popen[bytes]:
+        """A single-threaded nanny worker of ``address``, ready when this returns."""
+        command = [str(DASK), "worker", address, "--nthreads", "1", "--nanny"]
+        command += ["--host", "127.0.0.1", "--no-dashboard"]
+        kwargs.setdefault("env", tool_environment())
+        process = self._start(name, [*(command_prefix or []), *command], **kwargs)
+        self._wait(lambda: "Registered to:" in self.log(name), name)
+        return process
+
+    def _wait(self, ready: Callable[[], bool], name: str) -> None:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline, f"{name} did not start:\n{self.log(name)[-3000:]}"
+            time.sleep(0.2)
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``process`` and everything it started (collected first: kernels outlive it)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _recorded(report: Path) -> list[str]:
+    return sorted(path.stem for path in (report / "students").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_rest(course, tmp_path):
+    report = tmp_path / "r"
+    options: dict[str, Any] = {"students": DROPPED, "report_dir": report, "force": True}
+    options |= {"progress": False, "plots": False, **SHORT_LIMITS}
+    with _DaskProcesses(tmp_path / "first") as first:
+        scheduler, address = first.scheduler()
+        first.worker(address)
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["run"] = grade(course, scheduler=address, **options)
+            except BaseException as error:  # shown by the assertion below
+                outcome["error"] = error
+
+        grading = threading.Thread(target=run, daemon=True)
+        grading.start()
+        deadline = time.monotonic() + 300
+        while not _recorded(report) and grading.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        recorded_before = _recorded(report)
+        first.kill(scheduler)  # the scheduler's machine dies
+        killed = time.monotonic()
+        grading.join(timeout=600)
+        ended = time.monotonic() - killed
+    assert not grading.is_alive(), "the run still waits for a dead scheduler"
+    assert "error" not in outcome, outcome.get("error")
+    run: GradingRun = outcome["run"]
+    graded_notebooks = sum(1 for n in run.students[0].notebooks if n.max_score > 0)
+    assert run.limits is not None
+    bound = run.limits.student_worst_case(graded_notebooks) + cluster.STARTUP_MARGIN
+    print(f"recorded before the kill: {recorded_before}; the run ended {ended:.1f} s after it")
+    assert ended < bound
+    recorded = _recorded(report)
+    assert recorded_before and set(recorded_before) <= set(recorded), (recorded_before, recorded)
+    assert len(recorded) < len(DROPPED), "every student was done: the kill came too late"
+    saved = json.loads((report / "report.json").read_text())
+    assert sorted(s["student"] for s in saved["students"]) == sorted(DROPPED)
+    counts = _submissions(course)
+    lost = f"ClusterError: the Dask scheduler at {address} stopped answering"
+    for student in run.students:
+        if student.student in recorded:  # kept, exactly as graded
+            _check_golden(EXAMPLES[student.student], student.to_json())
+            assert counts[student.student] == 1
+            kept = json.loads((report / "students" / f"{student.student}.json").read_text())
+            assert kept["score"] == student.score
+        else:  # nothing written, and a reason that says what to do
+            assert counts.get(student.student, 0) == 0, counts
+            graded = [n for n in student.notebooks if n.max_score > 0]
+            assert graded and all(n.status == "ungradable" for n in graded)
+            submitted = [n for n in graded if n.notebook in EXAMPLES[student.student].notebooks]
+            assert submitted and all(lost in n.reason for n in submitted), submitted
+            assert all("the same command grades only the students" in n.reason for n in submitted)
+
+    with _DaskProcesses(tmp_path / "second") as second:
+        _, address = second.scheduler()
+        second.worker(address)
+        options.pop("force")
+        again = grade(course, scheduler=address, **options)
+    assert sorted(again.skipped) == recorded  # only the students not recorded are graded
+    assert sorted(s.student for s in again.students) == sorted(DROPPED)
+    for student in again.students:
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in DROPPED), counts
