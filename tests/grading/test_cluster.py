@@ -11,9 +11,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ from autograder.grading.task import (
 from autograder.release import release
 
 from ..conftest import REPO, copy_course
+from ..hub.unix_users import Runner, UnixUser, create_user, remove_user, why_unavailable
 from .test_grade import _check_golden, _comparable
 
 EXAMPLES = {
@@ -70,6 +73,8 @@ RESUMED = [
 ]
 # Graded on a real `dask scheduler` that is killed mid-run, then on a new one.
 DROPPED = ["fails-quiz-trusts-rss-and-nbytes", "fails-ex1-size-in-mib", "fails-ex2-kept-in-a-list"]
+# Graded by a worker running as another Unix user, who cannot read the course.
+FAR_AWAY = ["fails-ex4-still-leaky", "fails-ex1-keeps-a-copy"]
 
 
 # -- fast: the pieces ------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def test_a_lost_scheduler_connection_ends_the_wait_at_once():
 def course(tmp_path_factory):
     course = Course(copy_course(tmp_path_factory.mktemp("course")))
     release(course)
-    for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED:
+    for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED + FAR_AWAY:
         write_submission(EXAMPLES[name], course)
     return course
 
@@ -420,6 +425,7 @@ def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
 # -- slow: real `dask scheduler` and `dask worker` processes -------------------------------------
 
 DASK = Path(sys.executable).parent / "dask"
+BARE_ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # nothing of the instructor's
 SHORT_LIMITS = {"cell_timeout": 5, "notebook_timeout": 30, "student_timeout": 60}
 
 
@@ -436,7 +442,10 @@ class _DaskProcesses:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for process in self.started:
+        for process in reversed(self.started):  # workers first: they clean up their folders
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.terminate()
+                process.wait(timeout=15)
             self.kill(process)
 
     def _start(self, name: str, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -559,3 +568,66 @@ def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_res
         _check_golden(EXAMPLES[student.student], student.to_json())
     counts = _submissions(course)
     assert all(counts[s] == 1 for s in DROPPED), counts
+
+
+@pytest.fixture
+def stranger() -> Iterator[tuple[UnixUser, Runner]]:
+    """A new Unix user with a home of its own (the machine of someone else, as near as this
+    machine gets), and the way to run commands as them."""
+    base = Path(tempfile.mkdtemp(prefix="autograder-worker-"))
+    base.chmod(0o755)  # the user reaches their home through it
+    (base / "home").mkdir(mode=0o755)
+    user = create_user(f"agw{uuid.uuid4().hex[:6]}", base / "home")
+    try:
+        yield user, Runner(base / "stash")
+    finally:
+        complaint = remove_user(user)  # kills what still runs as them first
+        shutil.rmtree(base, ignore_errors=True)
+        for left in Path(tempfile.gettempdir()).iterdir():  # their scratch space and sandbox
+            if left.lstat().st_uid == user.uid:
+                shutil.rmtree(left, ignore_errors=True)
+        assert not complaint, f"userdel: {complaint}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    why_unavailable() is not None, reason=f"a worker as another user: {why_unavailable()}"
+)
+def test_a_worker_that_cannot_see_the_course_grades_from_what_the_tasks_carry(
+    course, tmp_path, stranger
+):
+    user, runner = stranger
+    course.root.chmod(0o700)  # the instructor's alone (it is under pytest's 0700 folder too)
+    options: dict[str, Any] = {"students": FAR_AWAY, "force": True, "progress": False}
+    options |= {"plots": False, **SHORT_LIMITS}
+    python = str(Path(sys.executable))
+    peek = runner.run(user, [python, "-c", f"open({str(course.root / 'nbgrader_config.py')!r})"])
+    assert peek.returncode != 0 and "PermissionError" in peek.stderr, peek
+    pool = grade(course, workers=2, report_dir=tmp_path / "pool", **options)
+    with _DaskProcesses(tmp_path / "dask") as processes:
+        _, address = processes.scheduler()
+        command = runner.command(user, [], {})  # as the user, in their home, their HOME
+        worker = processes.worker(
+            address, command_prefix=command, cwd=user.home, env=BARE_ENVIRONMENT
+        )
+        on_cluster = grade(course, scheduler=address, report_dir=tmp_path / "cluster", **options)
+        tree = psutil.Process(worker.pid)
+        started = [tree, *tree.children(recursive=True)]
+        nanny_and_worker = [p for p in started if p.name() not in ("unshare", "sh", "runuser")]
+        assert len(nanny_and_worker) >= 2, [p.cmdline() for p in started]
+        for process in nanny_and_worker:  # the user's, and nothing told them where the course is
+            assert process.uids().real == user.uid, process.cmdline()
+            environment = Path(f"/proc/{process.pid}/environ").read_text(errors="replace")
+            assert str(course.root) not in environment + " ".join(process.cmdline())
+            assert f"HOME={user.home}" in environment.split("\0")
+            assert process.cwd() == str(user.home)
+    assert [s.student for s in on_cluster.students] == sorted(FAR_AWAY)
+    expected = {s.student: _comparable(s.to_json()) for s in pool.students}
+    for student in on_cluster.students:
+        assert student.notebooks and all(
+            n.status != "ungradable" or n.reason == "not submitted" for n in student.notebooks
+        ), student
+        assert _comparable(student.to_json()) == expected[student.student]
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in FAR_AWAY), counts
