@@ -16,7 +16,11 @@ local pool's, with the workers elsewhere:
   and is graded again by the next run;
 * the largest submissions (staged bytes) go first, a few tasks ahead of the free
   workers, so a run does not end with one worker busy and the others idle, and the
-  scheduler never holds every student's notebooks at once.
+  scheduler never holds every student's notebooks at once;
+* the wait is bounded: when the scheduler's connection is lost, or no student comes back
+  for one student's worst case (the run's limits) plus :data:`STARTUP_MARGIN` (no worker
+  left, or none answering), every student not yet recorded gets a ClusterError and the
+  run ends with its report; the next run grades only them.
 
 Nanny workers are daemonic processes by default; student kernels are started with
 ``subprocess`` (allowed there), but a LocalCluster started here sets

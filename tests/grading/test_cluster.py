@@ -73,6 +73,8 @@ RESUMED = [
 ]
 # Graded on a real `dask scheduler` that is killed mid-run, then on a new one.
 DROPPED = ["fails-quiz-trusts-rss-and-nbytes", "fails-ex1-size-in-mib", "fails-ex2-kept-in-a-list"]
+# Graded by a worker that is killed (with its nanny) mid-run: no worker is left.
+ABANDONED = ["fails-ex5-concatenates-everything", "fails-ex6-returns-a-new-array"]
 # Graded by a worker running as another Unix user, who cannot read the course.
 FAR_AWAY = ["fails-ex4-still-leaky", "fails-ex1-keeps-a-copy"]
 
@@ -258,7 +260,7 @@ def test_a_lost_scheduler_connection_ends_the_wait_at_once():
 def course(tmp_path_factory):
     course = Course(copy_course(tmp_path_factory.mktemp("course")))
     release(course)
-    for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED + FAR_AWAY:
+    for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED + ABANDONED + FAR_AWAY:
         write_submission(EXAMPLES[name], course)
     return course
 
@@ -502,6 +504,28 @@ def _recorded(report: Path) -> list[str]:
     return sorted(path.stem for path in (report / "students").glob("*.json"))
 
 
+def _grade_in_thread(course: Course, **options: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """grade() in a thread of this process: its outcome's "run" or "error" once it ends."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["run"] = grade(course, **options)
+        except BaseException as error:  # shown by the caller's assertion
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _when_one_is_recorded(report: Path, grading: threading.Thread) -> list[str]:
+    deadline = time.monotonic() + 300
+    while not _recorded(report) and grading.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _recorded(report)
+
+
 @pytest.mark.slow
 def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_rest(course, tmp_path):
     report = tmp_path / "r"
@@ -510,20 +534,8 @@ def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_res
     with _DaskProcesses(tmp_path / "first") as first:
         scheduler, address = first.scheduler()
         first.worker(address)
-        outcome: dict[str, Any] = {}
-
-        def run() -> None:
-            try:
-                outcome["run"] = grade(course, scheduler=address, **options)
-            except BaseException as error:  # shown by the assertion below
-                outcome["error"] = error
-
-        grading = threading.Thread(target=run, daemon=True)
-        grading.start()
-        deadline = time.monotonic() + 300
-        while not _recorded(report) and grading.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        recorded_before = _recorded(report)
+        grading, outcome = _grade_in_thread(course, scheduler=address, **options)
+        recorded_before = _when_one_is_recorded(report, grading)
         first.kill(scheduler)  # the scheduler's machine dies
         killed = time.monotonic()
         grading.join(timeout=600)
@@ -570,6 +582,47 @@ def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_res
     assert all(counts[s] == 1 for s in DROPPED), counts
 
 
+@pytest.mark.slow
+def test_when_no_worker_is_left_the_run_waits_one_students_worst_case_then_ends(
+    course, tmp_path, monkeypatch
+):
+    # Short limits and margin keep the wait (one student's worst case) short; the recorded
+    # student's scores are not checked here, as they could depend on these limits.
+    monkeypatch.setattr(cluster, "STARTUP_MARGIN", 5.0)
+    report = tmp_path / "r"
+    limits = {"cell_timeout": 5, "notebook_timeout": 20, "student_timeout": 20}
+    options: dict[str, Any] = {"students": ABANDONED, "report_dir": report, "force": True}
+    options |= {"progress": False, "plots": False, "interrupt_grace": 3, **limits}
+    with _DaskProcesses(tmp_path / "dask") as processes:
+        _, address = processes.scheduler()
+        worker = processes.worker(address)
+        grading, outcome = _grade_in_thread(course, scheduler=address, **options)
+        recorded_before = _when_one_is_recorded(report, grading)
+        processes.kill(worker)  # the nanny and its worker: nothing restarts it
+        killed = time.monotonic()
+        grading.join(timeout=300)
+        ended = time.monotonic() - killed
+    assert not grading.is_alive(), "the run still waits with no worker left"
+    assert "error" not in outcome, outcome.get("error")
+    run: GradingRun = outcome["run"]
+    assert run.limits is not None
+    bound = run.limits.student_worst_case(2) + cluster.STARTUP_MARGIN
+    print(f"recorded before the kill: {recorded_before}; the run ended {ended:.1f} s after it")
+    assert bound - 2 < ended < bound + 30  # it waited the bound, and not much more
+    recorded = _recorded(report)
+    assert recorded == recorded_before and len(recorded) == 1, recorded
+    counts = _submissions(course)
+    no_worker = f"ClusterError: no worker was left at the Dask scheduler at {address}"
+    for student in run.students:
+        if student.student in recorded:
+            assert counts[student.student] == 1
+            continue
+        assert counts.get(student.student, 0) == 0, counts
+        graded = [n for n in student.notebooks if n.notebook in EXAMPLES[student.student].notebooks]
+        assert graded and all(n.status == "ungradable" for n in graded)
+        assert all(no_worker in n.reason for n in graded), [n.reason for n in graded]
+
+
 @pytest.fixture
 def stranger() -> Iterator[tuple[UnixUser, Runner]]:
     """A new Unix user with a home of its own (the machine of someone else, as near as this
@@ -584,8 +637,9 @@ def stranger() -> Iterator[tuple[UnixUser, Runner]]:
         complaint = remove_user(user)  # kills what still runs as them first
         shutil.rmtree(base, ignore_errors=True)
         for left in Path(tempfile.gettempdir()).iterdir():  # their scratch space and sandbox
-            if left.lstat().st_uid == user.uid:
-                shutil.rmtree(left, ignore_errors=True)
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if left.lstat().st_uid == user.uid:
+                    shutil.rmtree(left, ignore_errors=True)
         assert not complaint, f"userdel: {complaint}"
 
 
