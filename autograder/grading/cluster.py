@@ -16,7 +16,11 @@ local pool's, with the workers elsewhere:
   and is graded again by the next run;
 * the largest submissions (staged bytes) go first, a few tasks ahead of the free
   workers, so a run does not end with one worker busy and the others idle, and the
-  scheduler never holds every student's notebooks at once.
+  scheduler never holds every student's notebooks at once;
+* the wait is bounded: when the scheduler's connection is lost, or no student comes back
+  for one student's worst case (the run's limits) plus :data:`STARTUP_MARGIN` (no worker
+  left, or none answering), every student not yet recorded gets a ClusterError and the
+  run ends with its report; the next run grades only them.
 
 Nanny workers are daemonic processes by default; student kernels are started with
 ``subprocess`` (allowed there), but a LocalCluster started here sets
@@ -31,13 +35,15 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import dask
-from distributed import Client, KilledWorker, LocalCluster, as_completed, get_worker
+from distributed import Client, Future, KilledWorker, LocalCluster, as_completed, get_worker
+from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from autograder.course import Course
@@ -52,8 +58,16 @@ from autograder.grading.task import (
     staged_files,
     write_result,
 )
+from autograder.limits import duration
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worker
+# Seconds to wait for the next student beyond the longest one can take: a worker's start-up
+# (a nanny restarting one that died, the course's set-up and sandbox probe there) and the
+# notebooks' way there and back. Past that, the cluster is taken to be gone.
+STARTUP_MARGIN = 60.0
+RESULT_TIMEOUT = 60  # seconds to fetch one finished student's result
+POLL_SECONDS = 0.1  # how often the wait looks at the scheduler's connection
+LOST_SCHEDULER = "scheduler-connection-lost"  # the reason distributed cancels futures with
 TASK_RETRIES = 2  # a task that raised (not a student's failure: those are results) runs again
 AHEAD = 2  # tasks queued per worker thread beyond the one it runs
 
@@ -104,7 +118,7 @@ def connect(scheduler: str) -> Iterator[Client]:
             f"({type(error).__name__}: {error}). Is `dask scheduler` running there, and is "
             "the address (tcp://host:8786) right?"
         ) from None
-    with client:
+    try:
         try:
             client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
         except TimeoutError:
@@ -113,6 +127,25 @@ def connect(scheduler: str) -> Iterator[Client]:
                 "start some with `dask worker " + scheduler + " --nthreads 1`."
             ) from None
         yield client
+    finally:
+        _close(client)
+
+
+def _close(client: Client) -> None:
+    """Close ``client``. When its scheduler went away, distributed is still trying to reach
+    it, and closing cancels that with a logged traceback: the run has already said what
+    happened (every student not recorded has a ClusterError), so the traceback is left out."""
+    if client.status == "running":
+        client.close()
+        return
+    log = logging.getLogger("distributed.client")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.suppress(Exception):  # nothing is left to close cleanly
+            client.close()
+    finally:
+        log.setLevel(level)
 
 
 def worker_threads(client: Client) -> int:
@@ -222,18 +255,7 @@ def _failure_log(error: BaseException) -> str:
     )
 
 
-def grade_on_cluster(
-    client: Client,
-    course: Course,
-    students: list[str],
-    report_dir: Path,
-    overrides: dict[str, Any],
-    on_done: OnDone,
-) -> None:
-    """Grade ``students`` (staged under ``report_dir/staged/<student>/<assignment>``) on
-    the cluster; write each result into the course and call ``on_done`` as each ends."""
-    if not students:
-        return
+def _set_up_course(client: Client, course: Course) -> CourseOnWorker:
     plugin = CourseOnWorker(CourseBundle.of(course))
     try:
         client.register_plugin(plugin)
@@ -242,44 +264,154 @@ def grade_on_cluster(
             f"Could not set up the course on the Dask workers ({type(error).__name__}: {error}). "
             "Is numpy-memory-autograder installed on every worker, with the same version?"
         ) from None
-    portable = portable_overrides(overrides)
-    folders = {s: report_dir / "staged" / s / course.assignment for s in students}
-    sizes = {s: sum(len(data) for data in staged_files(folders[s]).values()) for s in students}
-    waiting = largest_first(sizes)
-    running: dict[str, str] = {}  # future key -> student
-    queue = as_completed()
+    return plugin
 
-    def submit_more() -> None:
-        room = worker_threads(client) * (1 + AHEAD) - len(running)
+
+class _Work:
+    """The students of one run: waiting (largest first), sent to the cluster, or done."""
+
+    def __init__(
+        self,
+        client: Client,
+        course: Course,
+        plugin: CourseOnWorker,
+        students: list[str],
+        report_dir: Path,
+        overrides: dict[str, Any],
+    ) -> None:
+        self.client, self.course, self.plugin_name = client, course, plugin.name
+        self.address = str(client.scheduler.address)
+        self.portable = portable_overrides(overrides)
+        self.folders = {s: report_dir / "staged" / s / course.assignment for s in students}
+        self.sizes = {
+            s: sum(len(d) for d in staged_files(self.folders[s]).values()) for s in students
+        }
+        self.waiting = largest_first(self.sizes)
+        self.running: dict[str, str] = {}  # future key -> student
+        self.queue = as_completed()
+
+    def submit_more(self) -> None:
+        """Keep every worker thread busy and a few tasks ahead of them, no more."""
+        try:
+            threads = worker_threads(self.client)
+        except OSError:  # CommClosedError: the scheduler went away since the last student
+            raise _ClusterGone(_scheduler_gone(self.address)) from None
+        room = threads * (1 + AHEAD) - len(self.running)
         for _ in range(max(0, room)):
-            if not waiting:
+            if not self.waiting:
                 return
-            student = waiting.pop(0)
-            task = StudentTask(student, course.assignment, staged_files(folders[student]), portable)
-            future = client.submit(
+            student = self.waiting.pop(0)
+            files = staged_files(self.folders[student])
+            task = StudentTask(student, self.course.assignment, files, self.portable)
+            future = self.client.submit(
                 grade_on_worker,
                 task,
-                plugin.name,
+                self.plugin_name,
                 key=f"grade-{student}-{uuid.uuid4().hex[:8]}",
                 pure=False,
                 retries=TASK_RETRIES,
-                priority=sizes[student],
+                priority=self.sizes[student],
             )
-            running[str(future.key)] = student
-            queue.add(future)
+            self.running[str(future.key)] = student
+            self.queue.add(future)
 
-    submit_more()
+    def unrecorded(self) -> list[str]:
+        return sorted([*self.running.values(), *self.waiting])
+
+
+class _ClusterGone(Exception):
+    """The scheduler, or every worker, went away: nobody left will be graded in this run."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.log = (  # one line: the report shows it as each notebook's reason
+            f"ClusterError: {what}; nothing of this student's was recorded. Once the cluster "
+            "runs again, the same command grades only the students not recorded."
+        )
+
+
+def _next_done(client: Client, queue: as_completed, address: str, patience: float) -> Future:
+    """The next task that ended, waiting at most ``patience`` seconds for one."""
+    deadline = time.monotonic() + patience
+    while not queue.has_ready():
+        if client.status != "running":  # the scheduler's connection was lost
+            raise _ClusterGone(_scheduler_gone(address))
+        if time.monotonic() >= deadline:
+            raise _ClusterGone(_stalled(client, address, patience))
+        time.sleep(POLL_SECONDS)
+    return next(queue)
+
+
+def _scheduler_gone(address: str) -> str:
+    return f"the Dask scheduler at {address} stopped answering (its connection was lost)"
+
+
+def _stalled(client: Client, address: str, patience: float) -> str:
+    """Why no student came back for ``patience`` seconds: no worker left, or none answered."""
+    waited = f"no student came back for {duration(patience)}, more than one can take"
+    try:
+        threads = client.nthreads()
+    except Exception:  # the scheduler stopped answering as well
+        return f"{_scheduler_gone(address)}: {waited}"
+    if not threads:
+        return f"no worker was left at the Dask scheduler at {address}: {waited}"
+    return f"the workers of the Dask scheduler at {address} stopped answering: {waited}"
+
+
+def _receive(client: Client, future: Future, address: str) -> StudentResult | str:
+    """The student's result, or the log of the cluster's failure for this student alone;
+    raises _ClusterGone when the cluster itself went away."""
+    try:
+        return future.result(timeout=RESULT_TIMEOUT)
+    except Exception as error:  # the cluster's failure, after its retries
+        lost = isinstance(error, FutureCancelledError) and error.reason == LOST_SCHEDULER
+        if lost or client.status != "running":
+            raise _ClusterGone(_scheduler_gone(address)) from None
+        if isinstance(error, TimeoutError):
+            raise _ClusterGone(
+                f"the result of a finished student could not be fetched from the Dask "
+                f"cluster at {address} within {RESULT_TIMEOUT} s"
+            ) from None
+        return _failure_log(error)
+
+
+def grade_on_cluster(
+    client: Client,
+    course: Course,
+    students: list[str],
+    report_dir: Path,
+    overrides: dict[str, Any],
+    on_done: OnDone,
+    student_seconds: float,
+) -> None:
+    """Grade ``students`` (staged under ``report_dir/staged/<student>/<assignment>``) on
+    the cluster; write each result into the course and call ``on_done`` as each ends.
+
+    ``student_seconds``: the longest one student can take (the run's limits). When no
+    student comes back for that plus :data:`STARTUP_MARGIN`, or the scheduler's
+    connection is lost, every student not yet recorded gets a ClusterError log and the
+    run ends; what was recorded stays."""
+    if not students:
+        return
+    patience = student_seconds + STARTUP_MARGIN
+    work = _Work(client, course, _set_up_course(client, course), students, report_dir, overrides)
+    address = work.address
     runs_dir = report_dir / "runs"
-    for future in queue:
-        student = running.pop(str(future.key))
-        try:
-            result = future.result()
-        except Exception as error:  # the cluster's failure, after its retries: this student only
-            on_done(student, _failure_log(error), False)
-        else:
-            refused = result.log.startswith("ClusterError")  # the worker could not grade at all
-            if not refused:  # else the student's earlier graded notebooks and runs stay as they are
-                write_result(course, runs_dir, result)
-            on_done(student, result.log, not refused)
-        future.release()
-        submit_more()
+    try:
+        work.submit_more()
+        while work.running:
+            future = _next_done(client, work.queue, address, patience)
+            received = _receive(client, future, address)
+            student = work.running.pop(str(future.key))
+            if isinstance(received, str):
+                on_done(student, received, False)
+            else:
+                refused = received.log.startswith("ClusterError")  # the worker could not grade
+                if not refused:  # else the student's earlier graded notebooks and runs stay
+                    write_result(course, runs_dir, received)
+                on_done(student, received.log, not refused)
+            future.release()
+            work.submit_more()
+    except _ClusterGone as gone:
+        for student in work.unrecorded():
+            on_done(student, gone.log, False)

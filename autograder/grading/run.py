@@ -150,11 +150,8 @@ def _grade(
     run.worst_case_seconds = time_limits.run_worst_case(len(todo), workers, graded_notebooks)
     if announce is not None:
         announce(_worst_case_line(time_limits, len(todo), workers, graded_notebooks))
-    bar = (
-        _Progress(len(todo), workers, time_limits.student_worst_case(graded_notebooks), run)
-        if progress
-        else None
-    )
+    per_student = time_limits.student_worst_case(graded_notebooks)
+    bar = _Progress(len(todo), workers, per_student, run) if progress else None
 
     drawer = PlotsInBackground(report_dir / "memory")
 
@@ -180,7 +177,7 @@ def _grade(
         if client is not None:
             from autograder.grading.cluster import grade_on_cluster
 
-            grade_on_cluster(client, course, to_grade, report_dir, overrides, finish)
+            grade_on_cluster(client, course, to_grade, report_dir, overrides, finish, per_student)
         else:
             grade_in_pool(course, to_grade, workers, overrides, finish)
     if bar is not None:

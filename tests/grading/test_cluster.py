@@ -4,15 +4,21 @@ workers: the local pool's report, a worker killed mid-run, a stopped and resumed
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -30,7 +36,7 @@ from autograder.grading.gradebook import (
     record_autograded,
 )
 from autograder.grading.report import notebook_report
-from autograder.grading.run import GradingError, grade
+from autograder.grading.run import GradingError, GradingRun, grade
 from autograder.grading.staging import StagedSubmission
 from autograder.grading.task import (
     CourseBundle,
@@ -41,6 +47,7 @@ from autograder.grading.task import (
 from autograder.release import release
 
 from ..conftest import REPO, copy_course
+from ..hub.unix_users import Runner, UnixUser, create_user, remove_user, why_unavailable
 from .test_grade import _check_golden, _comparable
 
 EXAMPLES = {
@@ -64,6 +71,12 @@ RESUMED = [
     "fails-ex3-clears-out-only",
     "fails-ex6-builds-temporaries",
 ]
+# Graded on a real `dask scheduler` that is killed mid-run, then on a new one.
+DROPPED = ["fails-quiz-trusts-rss-and-nbytes", "fails-ex1-size-in-mib", "fails-ex2-kept-in-a-list"]
+# Graded by a worker that is killed (with its nanny) mid-run: no worker is left.
+ABANDONED = ["fails-ex5-concatenates-everything", "fails-ex6-returns-a-new-array"]
+# Graded by a worker running as another Unix user, who cannot read the course.
+FAR_AWAY = ["fails-ex4-still-leaky", "fails-ex1-keeps-a-copy"]
 
 
 # -- fast: the pieces ------------------------------------------------------------------------
@@ -193,6 +206,53 @@ def test_an_unreachable_scheduler_fails_in_seconds(monkeypatch, tmp_path):
     assert time.monotonic() - started < 15
 
 
+class _NothingEnds:
+    """An as_completed where no task ever ends."""
+
+    def has_ready(self) -> bool:
+        return False
+
+
+class _Client:
+    def __init__(self, status: str, threads: dict[str, int]) -> None:
+        self.status, self.threads = status, threads
+
+    def nthreads(self) -> dict[str, int]:
+        return self.threads
+
+
+SCHEDULER = "tcp://10.0.0.9:8786"
+ANN_STAGED = StagedSubmission("ann", "0" * 64, staged=["nb"])
+
+
+@pytest.mark.parametrize(
+    ("client", "why"),
+    [
+        (_Client("running", {}), "no worker was left at the Dask scheduler at " + SCHEDULER),
+        (_Client("running", {"w": 1}), f"the workers of the Dask scheduler at {SCHEDULER} stopped"),
+    ],
+    ids=["no-worker-left", "workers-silent"],
+)
+def test_a_cluster_where_nothing_ends_is_given_up_after_one_students_worst_case(client, why):
+    started = time.monotonic()
+    with pytest.raises(cluster._ClusterGone) as gone:
+        cluster._next_done(client, _NothingEnds(), SCHEDULER, patience=0.5)
+    assert 0.5 <= time.monotonic() - started < 5
+    assert why in gone.value.log and "nothing of this student's was recorded" in gone.value.log
+    entry = notebook_report("nb", 5.0, None, ANN_STAGED, [], gone.value.log)
+    assert entry.status == "ungradable"
+    assert gone.value.log in entry.reason  # the whole message, not cut to the report's 300
+    assert "the same command grades only the students not recorded" in entry.reason
+
+
+def test_a_lost_scheduler_connection_ends_the_wait_at_once():
+    started = time.monotonic()
+    with pytest.raises(cluster._ClusterGone, match="stopped answering") as gone:
+        cluster._next_done(_Client("connecting", {}), _NothingEnds(), SCHEDULER, patience=600)
+    assert time.monotonic() - started < 1
+    assert f"the Dask scheduler at {SCHEDULER} stopped answering" in gone.value.log
+
+
 # -- slow: end to end on a LocalCluster ---------------------------------------------------------
 
 
@@ -200,7 +260,7 @@ def test_an_unreachable_scheduler_fails_in_seconds(monkeypatch, tmp_path):
 def course(tmp_path_factory):
     course = Course(copy_course(tmp_path_factory.mktemp("course")))
     release(course)
-    for name in SAME_AS_POOL + KILLED + RESUMED:
+    for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED + ABANDONED + FAR_AWAY:
         write_submission(EXAMPLES[name], course)
     return course
 
@@ -362,3 +422,266 @@ def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
         _check_golden(EXAMPLES[student.student], student.to_json())
     counts = _submissions(course)
     assert all(counts[s] == 1 for s in RESUMED), counts
+
+
+# -- slow: real `dask scheduler` and `dask worker` processes -------------------------------------
+
+DASK = Path(sys.executable).parent / "dask"
+BARE_ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}  # nothing of the instructor's
+SHORT_LIMITS = {"cell_timeout": 5, "notebook_timeout": 30, "student_timeout": 60}
+
+
+class _DaskProcesses:
+    """`dask scheduler` and `dask worker` processes on 127.0.0.1, as an instructor starts
+    them; each one's log in ``folder``, all of them (and what they started) killed at exit."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> _DaskProcesses:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in reversed(self.started):  # workers first: they clean up their folders
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.terminate()
+                process.wait(timeout=15)
+            self.kill(process)
+
+    def _start(self, name: str, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        with (self.folder / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **kwargs)
+        self.started.append(process)
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def scheduler(self, name: str = "scheduler") -> tuple[subprocess.Popen[bytes], str]:
+        """A scheduler on a free port (port 0: the system picks it); its address."""
+        address_file = self.folder / f"{name}.json"
+        command = [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0"]
+        command += ["--no-dashboard", "--scheduler-file", str(address_file)]
+        process = self._start(name, command, env=tool_environment())
+        self._wait(lambda: address_file.is_file() and address_file.stat().st_size > 0, name)
+        return process, json.loads(address_file.read_text())["address"]
+
+    def worker(
+        self,
+        address: str,
+        name: str = "worker",
+        command_prefix: list[str] | None = None,
+        **kwargs: Any,
+    ) -> subprocess.Popen[bytes]:
+        """A single-threaded nanny worker of ``address``, ready when this returns."""
+        command = [str(DASK), "worker", address, "--nthreads", "1", "--nanny"]
+        command += ["--host", "127.0.0.1", "--no-dashboard"]
+        kwargs.setdefault("env", tool_environment())
+        process = self._start(name, [*(command_prefix or []), *command], **kwargs)
+        self._wait(lambda: "Registered to:" in self.log(name), name)
+        return process
+
+    def _wait(self, ready: Callable[[], bool], name: str) -> None:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline, f"{name} did not start:\n{self.log(name)[-3000:]}"
+            time.sleep(0.2)
+
+    @staticmethod
+    def kill(process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``process`` and everything it started (collected first: kernels outlive it)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _recorded(report: Path) -> list[str]:
+    return sorted(path.stem for path in (report / "students").glob("*.json"))
+
+
+def _grade_in_thread(course: Course, **options: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """grade() in a thread of this process: its outcome's "run" or "error" once it ends."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["run"] = grade(course, **options)
+        except BaseException as error:  # shown by the caller's assertion
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _when_one_is_recorded(report: Path, grading: threading.Thread) -> list[str]:
+    deadline = time.monotonic() + 300
+    while not _recorded(report) and grading.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _recorded(report)
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_rest(course, tmp_path):
+    report = tmp_path / "r"
+    options: dict[str, Any] = {"students": DROPPED, "report_dir": report, "force": True}
+    options |= {"progress": False, "plots": False, **SHORT_LIMITS}
+    with _DaskProcesses(tmp_path / "first") as first:
+        scheduler, address = first.scheduler()
+        first.worker(address)
+        grading, outcome = _grade_in_thread(course, scheduler=address, **options)
+        recorded_before = _when_one_is_recorded(report, grading)
+        first.kill(scheduler)  # the scheduler's machine dies
+        killed = time.monotonic()
+        grading.join(timeout=600)
+        ended = time.monotonic() - killed
+    assert not grading.is_alive(), "the run still waits for a dead scheduler"
+    assert "error" not in outcome, outcome.get("error")
+    run: GradingRun = outcome["run"]
+    graded_notebooks = sum(1 for n in run.students[0].notebooks if n.max_score > 0)
+    assert run.limits is not None
+    bound = run.limits.student_worst_case(graded_notebooks) + cluster.STARTUP_MARGIN
+    print(f"recorded before the kill: {recorded_before}; the run ended {ended:.1f} s after it")
+    assert ended < bound
+    recorded = _recorded(report)
+    assert recorded_before and set(recorded_before) <= set(recorded), (recorded_before, recorded)
+    assert len(recorded) < len(DROPPED), "every student was done: the kill came too late"
+    saved = json.loads((report / "report.json").read_text())
+    assert sorted(s["student"] for s in saved["students"]) == sorted(DROPPED)
+    counts = _submissions(course)
+    lost = f"ClusterError: the Dask scheduler at {address} stopped answering"
+    for student in run.students:
+        if student.student in recorded:  # kept, exactly as graded
+            _check_golden(EXAMPLES[student.student], student.to_json())
+            assert counts[student.student] == 1
+            kept = json.loads((report / "students" / f"{student.student}.json").read_text())
+            assert kept["score"] == student.score
+        else:  # nothing written, and a reason that says what to do
+            assert counts.get(student.student, 0) == 0, counts
+            graded = [n for n in student.notebooks if n.max_score > 0]
+            assert graded and all(n.status == "ungradable" for n in graded)
+            submitted = [n for n in graded if n.notebook in EXAMPLES[student.student].notebooks]
+            assert submitted and all(lost in n.reason for n in submitted), submitted
+            assert all("the same command grades only the students" in n.reason for n in submitted)
+
+    with _DaskProcesses(tmp_path / "second") as second:
+        _, address = second.scheduler()
+        second.worker(address)
+        options.pop("force")
+        again = grade(course, scheduler=address, **options)
+    assert sorted(again.skipped) == recorded  # only the students not recorded are graded
+    assert sorted(s.student for s in again.students) == sorted(DROPPED)
+    for student in again.students:
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in DROPPED), counts
+
+
+@pytest.mark.slow
+def test_when_no_worker_is_left_the_run_waits_one_students_worst_case_then_ends(
+    course, tmp_path, monkeypatch
+):
+    # Short limits and margin keep the wait (one student's worst case) short; the recorded
+    # student's scores are not checked here, as they could depend on these limits.
+    monkeypatch.setattr(cluster, "STARTUP_MARGIN", 5.0)
+    report = tmp_path / "r"
+    limits = {"cell_timeout": 5, "notebook_timeout": 20, "student_timeout": 20}
+    options: dict[str, Any] = {"students": ABANDONED, "report_dir": report, "force": True}
+    options |= {"progress": False, "plots": False, "interrupt_grace": 3, **limits}
+    with _DaskProcesses(tmp_path / "dask") as processes:
+        _, address = processes.scheduler()
+        worker = processes.worker(address)
+        grading, outcome = _grade_in_thread(course, scheduler=address, **options)
+        recorded_before = _when_one_is_recorded(report, grading)
+        processes.kill(worker)  # the nanny and its worker: nothing restarts it
+        killed = time.monotonic()
+        grading.join(timeout=300)
+        ended = time.monotonic() - killed
+    assert not grading.is_alive(), "the run still waits with no worker left"
+    assert "error" not in outcome, outcome.get("error")
+    run: GradingRun = outcome["run"]
+    assert run.limits is not None
+    bound = run.limits.student_worst_case(2) + cluster.STARTUP_MARGIN
+    print(f"recorded before the kill: {recorded_before}; the run ended {ended:.1f} s after it")
+    assert bound - 2 < ended < bound + 30  # it waited the bound, and not much more
+    recorded = _recorded(report)
+    assert recorded == recorded_before and len(recorded) == 1, recorded
+    counts = _submissions(course)
+    no_worker = f"ClusterError: no worker was left at the Dask scheduler at {address}"
+    for student in run.students:
+        if student.student in recorded:
+            assert counts[student.student] == 1
+            continue
+        assert counts.get(student.student, 0) == 0, counts
+        graded = [n for n in student.notebooks if n.notebook in EXAMPLES[student.student].notebooks]
+        assert graded and all(n.status == "ungradable" for n in graded)
+        assert all(no_worker in n.reason for n in graded), [n.reason for n in graded]
+
+
+@pytest.fixture
+def stranger() -> Iterator[tuple[UnixUser, Runner]]:
+    """A new Unix user with a home of its own (the machine of someone else, as near as this
+    machine gets), and the way to run commands as them."""
+    base = Path(tempfile.mkdtemp(prefix="autograder-worker-"))
+    base.chmod(0o755)  # the user reaches their home through it
+    (base / "home").mkdir(mode=0o755)
+    user = create_user(f"agw{uuid.uuid4().hex[:6]}", base / "home")
+    try:
+        yield user, Runner(base / "stash")
+    finally:
+        complaint = remove_user(user)  # kills what still runs as them first
+        shutil.rmtree(base, ignore_errors=True)
+        for left in Path(tempfile.gettempdir()).iterdir():  # their scratch space and sandbox
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if left.lstat().st_uid == user.uid:
+                    shutil.rmtree(left, ignore_errors=True)
+        assert not complaint, f"userdel: {complaint}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    why_unavailable() is not None, reason=f"a worker as another user: {why_unavailable()}"
+)
+def test_a_worker_that_cannot_see_the_course_grades_from_what_the_tasks_carry(
+    course, tmp_path, stranger
+):
+    user, runner = stranger
+    course.root.chmod(0o700)  # the instructor's alone (it is under pytest's 0700 folder too)
+    options: dict[str, Any] = {"students": FAR_AWAY, "force": True, "progress": False}
+    options |= {"plots": False, **SHORT_LIMITS}
+    python = str(Path(sys.executable))
+    peek = runner.run(user, [python, "-c", f"open({str(course.root / 'nbgrader_config.py')!r})"])
+    assert peek.returncode != 0 and "PermissionError" in peek.stderr, peek
+    pool = grade(course, workers=2, report_dir=tmp_path / "pool", **options)
+    with _DaskProcesses(tmp_path / "dask") as processes:
+        _, address = processes.scheduler()
+        command = runner.command(user, [], {})  # as the user, in their home, their HOME
+        worker = processes.worker(
+            address, command_prefix=command, cwd=user.home, env=BARE_ENVIRONMENT
+        )
+        on_cluster = grade(course, scheduler=address, report_dir=tmp_path / "cluster", **options)
+        tree = psutil.Process(worker.pid)
+        started = [tree, *tree.children(recursive=True)]
+        nanny_and_worker = [p for p in started if p.name() not in ("unshare", "sh", "runuser")]
+        assert len(nanny_and_worker) >= 2, [p.cmdline() for p in started]
+        for process in nanny_and_worker:  # the user's, and nothing told them where the course is
+            assert process.uids().real == user.uid, process.cmdline()
+            environment = Path(f"/proc/{process.pid}/environ").read_text(errors="replace")
+            assert str(course.root) not in environment + " ".join(process.cmdline())
+            assert f"HOME={user.home}" in environment.split("\0")
+            assert process.cwd() == str(user.home)
+    assert [s.student for s in on_cluster.students] == sorted(FAR_AWAY)
+    expected = {s.student: _comparable(s.to_json()) for s in pool.students}
+    for student in on_cluster.students:
+        assert student.notebooks and all(
+            n.status != "ungradable" or n.reason == "not submitted" for n in student.notebooks
+        ), student
+        assert _comparable(student.to_json()) == expected[student.student]
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in FAR_AWAY), counts
