@@ -17,10 +17,11 @@ local pool's, with the workers elsewhere:
 * the largest submissions (staged bytes) go first, a few tasks ahead of the free
   workers, so a run does not end with one worker busy and the others idle, and the
   scheduler never holds every student's notebooks at once;
-* the wait is bounded: when the scheduler's connection is lost, or no student comes back
-  for one student's worst case (the run's limits) plus :data:`STARTUP_MARGIN` (no worker
-  left, or none answering), every student not yet recorded gets a ClusterError and the
-  run ends with its report; the next run grades only them.
+* the wait is bounded: when the scheduler's connection is lost, when it has had no worker
+  for :data:`NO_WORKER_PATIENCE`, or when no student comes back for one student's worst
+  case (the run's limits) plus :data:`STARTUP_MARGIN` (workers that stopped answering),
+  every student not yet recorded gets a ClusterError and the run ends with its report;
+  the next run grades only them.
 
 Nanny workers are daemonic processes by default; student kernels are started with
 ``subprocess`` (allowed there), but a LocalCluster started here sets
@@ -67,6 +68,8 @@ CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worke
 STARTUP_MARGIN = 60.0
 RESULT_TIMEOUT = 60  # seconds to fetch one finished student's result
 POLL_SECONDS = 0.1  # how often the wait looks at the scheduler's connection
+WORKER_CHECK_SECONDS = 5.0  # how often it asks the scheduler whether any worker is left
+NO_WORKER_PATIENCE = 60.0  # seconds with no worker at all before giving up (one may rejoin)
 LOST_SCHEDULER = "scheduler-connection-lost"  # the reason distributed cancels futures with
 TASK_RETRIES = 2  # a task that raised (not a student's failure: those are results) runs again
 AHEAD = 2  # tasks queued per worker thread beyond the one it runs
@@ -331,15 +334,37 @@ class _ClusterGone(Exception):
 
 
 def _next_done(client: Client, queue: as_completed, address: str, patience: float) -> Future:
-    """The next task that ended, waiting at most ``patience`` seconds for one."""
-    deadline = time.monotonic() + patience
+    """The next task that ended, waiting at most ``patience`` seconds for one, and at most
+    :data:`NO_WORKER_PATIENCE` while the scheduler has no worker at all."""
+    started = time.monotonic()
+    checked, without_workers_since = started, None
     while not queue.has_ready():
         if client.status != "running":  # the scheduler's connection was lost
             raise _ClusterGone(_scheduler_gone(address))
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now - started >= patience:
             raise _ClusterGone(_stalled(client, address, patience))
+        if now - checked >= WORKER_CHECK_SECONDS:
+            checked = now
+            if _worker_count(client) != 0:
+                without_workers_since = None
+            elif without_workers_since is None:
+                without_workers_since = now
+            elif now - without_workers_since >= NO_WORKER_PATIENCE:
+                raise _ClusterGone(
+                    f"no worker was left at the Dask scheduler at {address}: none for "
+                    f"{duration(NO_WORKER_PATIENCE)}"
+                )
         time.sleep(POLL_SECONDS)
     return next(queue)
+
+
+def _worker_count(client: Client) -> int | None:
+    """How many workers the scheduler has; None when it did not say."""
+    try:
+        return len(client.nthreads())
+    except Exception:  # the scheduler is slow or gone; the connection check above decides
+        return None
 
 
 def _scheduler_gone(address: str) -> str:
