@@ -49,6 +49,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from autograder.course import Course
 from autograder.grading.run import GradingError
+from autograder.grading.staging import largest_first
 from autograder.grading.task import (
     CourseBundle,
     StudentResult,
@@ -233,11 +234,6 @@ def grade_on_worker(task: StudentTask, plugin_name: str) -> StudentResult:
         raise ClusterError(f"the course was not set up on worker {worker.address}")
     hidden = [str(plugin.course_dir), str(worker.local_directory)]
     return grade_task(task, plugin.course_dir, hidden, worker=worker.address)
-
-
-def largest_first(sizes: dict[str, int]) -> list[str]:
-    """Students by staged bytes, largest first (a proxy for the slowest); ties by name."""
-    return sorted(sizes, key=lambda student: (-sizes[student], student))
 
 
 def _failure_log(error: BaseException) -> str:

@@ -43,7 +43,7 @@ from autograder.grading.report import (
     student_report,
     write_reports,
 )
-from autograder.grading.staging import StagedSubmission, stage
+from autograder.grading.staging import StagedSubmission, largest_first, stage
 from autograder.grading.workers import grade_in_pool, overrides_for, time_limits_for
 from autograder.limits import TimeLimits, duration
 
@@ -171,7 +171,7 @@ def _grade(
             if not staged[student].staged:
                 _record_empty_submission(course, student)
                 finish(student, "")
-        to_grade = [s for s in todo if staged[s].staged]
+        to_grade = largest_first({s: staged[s].size for s in todo if staged[s].staged})
         for student in to_grade:  # an earlier run's records must never stand in for this run's
             shutil.rmtree(run.report_dir / "runs" / student, ignore_errors=True)
         if client is not None:

@@ -28,6 +28,7 @@ class StagedSubmission:
     staged: list[str] = field(default_factory=list)  # notebook names ready for nbgrader
     ungradable: dict[str, str] = field(default_factory=dict)  # notebook name -> why
     notes: list[str] = field(default_factory=list)  # extra or odd files, upgrades
+    size: int = 0  # bytes of the staged notebooks: the larger, the longer it grades, roughly
 
 
 def submission_sha256(folder: Path) -> str:
@@ -99,4 +100,11 @@ def stage(folder: Path, staged_folder: Path, expected: list[str], student: str) 
             result.notes.append(f"{name}.ipynb was nbformat {original}: upgraded to 4")
         nbformat.write(notebook, staged_folder / path.name)
         result.staged.append(name)
+        result.size += (staged_folder / path.name).stat().st_size
     return result
+
+
+def largest_first(sizes: dict[str, int]) -> list[str]:
+    """Students by staged bytes, largest first (a proxy for the slowest), so that a run does
+    not end with one worker busy on a big submission and the others idle; ties by name."""
+    return sorted(sizes, key=lambda student: (-sizes[student], student))

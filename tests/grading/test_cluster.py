@@ -82,11 +82,6 @@ FAR_AWAY = ["fails-ex4-still-leaky", "fails-ex1-keeps-a-copy"]
 # -- fast: the pieces ------------------------------------------------------------------------
 
 
-def test_largest_submissions_go_first_and_ties_by_name():
-    sizes = {"ann": 10, "bob": 300, "cy": 10, "dee": 7000}
-    assert cluster.largest_first(sizes) == ["dee", "bob", "ann", "cy"]
-
-
 def test_local_scheduler_names():
     assert cluster.local_workers("local:3") == 3
     assert cluster.local_workers("local") >= 1
