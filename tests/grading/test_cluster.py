@@ -531,23 +531,32 @@ def _when_one_is_recorded(report: Path, grading: threading.Thread) -> list[str]:
     return _recorded(report)
 
 
+def _kill_mid_run(
+    processes: _DaskProcesses, victim: str, course: Course, options: dict[str, Any]
+) -> tuple[str, GradingRun, list[str], float]:
+    """Grade on a new scheduler and worker; once the first student is recorded, kill the
+    ``victim`` ("scheduler" or "worker"). (The scheduler's address, the run, the students
+    recorded before the kill, seconds from the kill to the run's end.)"""
+    scheduler, address = processes.scheduler()
+    worker = processes.worker(address)
+    grading, outcome = _grade_in_thread(course, scheduler=address, **options)
+    recorded_before = _when_one_is_recorded(options["report_dir"], grading)
+    processes.kill(scheduler if victim == "scheduler" else worker)
+    killed = time.monotonic()
+    grading.join(timeout=600)
+    ended = time.monotonic() - killed
+    assert not grading.is_alive(), f"the run still waits after its {victim} was killed"
+    assert "error" not in outcome, outcome.get("error")
+    return address, outcome["run"], recorded_before, ended
+
+
 @pytest.mark.slow
 def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_rest(course, tmp_path):
     report = tmp_path / "r"
     options: dict[str, Any] = {"students": DROPPED, "report_dir": report, "force": True}
     options |= {"progress": False, "plots": False, **SHORT_LIMITS}
-    with _DaskProcesses(tmp_path / "first") as first:
-        scheduler, address = first.scheduler()
-        first.worker(address)
-        grading, outcome = _grade_in_thread(course, scheduler=address, **options)
-        recorded_before = _when_one_is_recorded(report, grading)
-        first.kill(scheduler)  # the scheduler's machine dies
-        killed = time.monotonic()
-        grading.join(timeout=600)
-        ended = time.monotonic() - killed
-    assert not grading.is_alive(), "the run still waits for a dead scheduler"
-    assert "error" not in outcome, outcome.get("error")
-    run: GradingRun = outcome["run"]
+    with _DaskProcesses(tmp_path / "first") as first:  # the scheduler's machine dies
+        address, run, recorded_before, ended = _kill_mid_run(first, "scheduler", course, options)
     graded_notebooks = sum(1 for n in run.students[0].notebooks if n.max_score > 0)
     assert run.limits is not None
     bound = run.limits.student_worst_case(graded_notebooks) + cluster.STARTUP_MARGIN
@@ -596,18 +605,8 @@ def test_when_no_worker_is_left_the_run_ends_soon_after(course, tmp_path, monkey
     report = tmp_path / "r"
     options: dict[str, Any] = {"students": ABANDONED, "report_dir": report, "force": True}
     options |= {"progress": False, "plots": False}
-    with _DaskProcesses(tmp_path / "dask") as processes:
-        _, address = processes.scheduler()
-        worker = processes.worker(address)
-        grading, outcome = _grade_in_thread(course, scheduler=address, **options)
-        recorded_before = _when_one_is_recorded(report, grading)
-        processes.kill(worker)  # the nanny and its worker: nothing restarts it
-        killed = time.monotonic()
-        grading.join(timeout=300)
-        ended = time.monotonic() - killed
-    assert not grading.is_alive(), "the run still waits with no worker left"
-    assert "error" not in outcome, outcome.get("error")
-    run: GradingRun = outcome["run"]
+    with _DaskProcesses(tmp_path / "dask") as processes:  # the nanny and its worker: no restart
+        address, run, recorded_before, ended = _kill_mid_run(processes, "worker", course, options)
     assert run.limits is not None
     print(f"recorded before the kill: {recorded_before}; the run ended {ended:.1f} s after it")
     assert run.limits.student_worst_case(2) > 300  # so the bound below is the workers' wait
