@@ -166,7 +166,9 @@ def previous_report(run: GradingRun, student: str, sha256: str) -> StudentReport
 def save_student(run: GradingRun, report: StudentReport) -> None:
     path = run.student_path(report.student)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=1))
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(report.to_json(), indent=1))
+    partial.replace(path)  # whole or absent, even if the run is killed mid-write
 
 
 def write_reports(run: GradingRun, assignment: str, workers: int) -> None:
