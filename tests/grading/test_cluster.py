@@ -386,6 +386,19 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(course, tmp_path)
     assert graded, "no student was graded: the surviving worker did nothing"
 
 
+def _check_only_the_rest_graded(
+    course: Course, again: GradingRun, recorded: list[str], students: list[str]
+) -> None:
+    """The second run skipped the ``recorded`` students and graded the rest to their golden
+    results; every student has exactly one submission in the gradebook."""
+    assert sorted(again.skipped) == recorded  # only the students not recorded are graded
+    assert sorted(s.student for s in again.students) == sorted(students)
+    for student in again.students:
+        _check_golden(EXAMPLES[student.student], student.to_json())
+    counts = _submissions(course)
+    assert all(counts[s] == 1 for s in students), counts
+
+
 @pytest.mark.slow
 def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
     report = tmp_path / "r"
@@ -422,12 +435,7 @@ def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
         progress=False,
         plots=False,
     )
-    assert sorted(resumed.skipped) == done_before  # only what was not recorded is graded
-    assert sorted(s.student for s in resumed.students) == sorted(RESUMED)
-    for student in resumed.students:
-        _check_golden(EXAMPLES[student.student], student.to_json())
-    counts = _submissions(course)
-    assert all(counts[s] == 1 for s in RESUMED), counts
+    _check_only_the_rest_graded(course, resumed, done_before, RESUMED)
 
 
 # -- slow: real `dask scheduler` and `dask worker` processes -------------------------------------
@@ -589,12 +597,7 @@ def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_res
         second.worker(address)
         options.pop("force")
         again = grade(course, scheduler=address, **options)
-    assert sorted(again.skipped) == recorded  # only the students not recorded are graded
-    assert sorted(s.student for s in again.students) == sorted(DROPPED)
-    for student in again.students:
-        _check_golden(EXAMPLES[student.student], student.to_json())
-    counts = _submissions(course)
-    assert all(counts[s] == 1 for s in DROPPED), counts
+    _check_only_the_rest_graded(course, again, recorded, DROPPED)
 
 
 @pytest.mark.slow
