@@ -202,12 +202,12 @@ def add_commands(commands: Commands) -> None:
 def _add_release_commands(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
-        help="release the assignment and grade the bundled example submissions (the default)",
+        help="release the assignment and grade the example submissions in tests/examples/ (the default)",
     )
     demo.add_argument(
         "--examples",
         type=Path,
-        help="one folder of example *.toml (default: the bundled submissions, hostile and broken examples)",
+        help="one folder of example *.toml (default: the course's tests/examples/: submissions, hostile, broken)",
     )
     demo.add_argument(
         "--workers", type=positive, help="parallel workers (default: the machine's cores)"

@@ -27,9 +27,9 @@ import pytest
 from nbgrader.utils import parse_utc
 
 from autograder.course import ASSIGNMENT, Course
-from autograder.demo import EXAMPLES
 from autograder.demo.examples import Example, load_examples, write_submission
 from tests.conftest import REPO, copy_course
+from tests.examples import EXAMPLES
 from tests.hub.unix_users import (
     VENV_BIN,
     Runner,
