@@ -53,7 +53,8 @@ def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
     from autograder.hub.instructor import release_to_exchange
 
     hub = _hub_settings(course, args)
-    for path in release_to_exchange(course, hub, force=args.force):
+    warn = lambda line: print(f"warning: {line}", file=sys.stderr)  # noqa: E731
+    for path in release_to_exchange(course, hub, force=args.force, warn=warn):
         print(path.relative_to(course.root))
     print(f"Released {course.assignment} to {hub.exchange_root}/{hub.course_id}/outbound.")
     return 0
@@ -63,7 +64,8 @@ def _collect(args: argparse.Namespace) -> int:
     from autograder.hub.instructor import collect_submissions
 
     course = Course(course_root(args), assignment=args.assignment)
-    found = collect_submissions(course, _hub_settings(course, args))
+    warn = lambda line: print(f"warning: {line}", file=sys.stderr)  # noqa: E731
+    found = collect_submissions(course, _hub_settings(course, args), warn=warn)
     for submission in found:
         print(f"{submission.student}: submitted {submission.timestamp}")
     print(f"{len(found)} students in {course.submitted}; grade them with `autograder grade`.")
@@ -81,13 +83,17 @@ def _feedback(args: argparse.Namespace) -> int:
         print(page)
     if args.exchange is None:
         return 0
-    from autograder.hub.instructor import return_feedback
+    from autograder.hub.instructor import return_feedback, where_students_find_feedback
 
     hub = _hub_settings(course, args)
     released = return_feedback(course, hub)
+    total = sum(len(student.pages) for student in released)
+    added = sum(len(student.added) for student in released)
     print(
-        f"Released {len(released)} feedback files to {hub.exchange_root}/{hub.course_id}/feedback."
+        f"Released feedback to {len(released)} students ({total} pages, {added} of them for "
+        f"notebooks that are not graded) to {hub.exchange_root}/{hub.course_id}/feedback."
     )
+    print(where_students_find_feedback(course.assignment))
     return 0
 
 

@@ -55,14 +55,17 @@ def installed(tmp_path_factory) -> list[Path]:
     tmp = tmp_path_factory.mktemp("wheel")
     wheel = build_wheel(tmp / "dist")
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    # This Python's pip installs into the fresh environment (--prefix), without dependencies.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # The fresh environment's own pip (never this one's with --prefix: that uninstalls the
+    # package from the environment running the tests), without dependencies.
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
-         "--prefix", str(venv), str(wheel)],
+        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-compile",
+         "--no-index", str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip
-    records = list(venv.glob("lib/python*/site-packages/*.dist-info/RECORD"))
+    records = list(
+        venv.glob("lib/python*/site-packages/numpy_memory_autograder-*.dist-info/RECORD")
+    )
     assert len(records) == 1, records
     site = records[0].parent.parent
     files = [
