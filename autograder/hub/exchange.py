@@ -85,17 +85,21 @@ def prepare_exchange(root: Path) -> Path:
 # nbgrader's submit leaves a submission folder 0777 and its files 0644 ("so the instructor can
 # delete later"; the name's 12 random characters hide it), and its inbound/ is 2733 without
 # the sticky bit: whoever learns the name can read, add, replace and delete files in it, and
-# anyone can rename it. Here a submission is 2770/0640: its student and the group of inbound/
-# (set-group-id, so the instructor's own group) only; inbound/ gets the sticky bit, so only a
-# folder's owner or the instructor may rename or remove it; and collect takes only folders
-# owned by the student they name (nbgrader's collect warns about another owner, and collects).
+# anyone can rename it. Here a submission folder is 2770: its student and the group of
+# inbound/ (set-group-id, so the folder is in the instructor's own group) only, so no one
+# else can even reach its files; inbound/ gets the sticky bit, so only a folder's owner or
+# the instructor may rename or remove it; and collect takes only folders owned by the
+# student they name (nbgrader's collect warns about another owner, and collects).
 SUBMISSION_DIR_MODE = 0o2770
-SUBMISSION_FILE_MODE = 0o640
+# Files stay 0644: nbgrader writes timestamp.txt and submission_secret.txt after copying,
+# when the folder has lost its set-group-id bit, so they are in the student's group, and
+# the instructor reads them as "other", through the folder only they and the student enter.
+SUBMISSION_FILE_MODE = 0o644
 INBOUND_MODE = 0o3733  # nbgrader's 2733 plus the sticky bit
 
 
 def close_submission(folder: Path) -> None:
-    """Make a submission readable and changeable by its student and inbound/'s group only."""
+    """Make a submission reachable by its student and inbound/'s group only."""
     for path in sorted(folder.rglob("*"), reverse=True):  # files before their folders
         if not path.is_symlink():
             path.chmod(SUBMISSION_DIR_MODE if path.is_dir() else SUBMISSION_FILE_MODE)

@@ -67,7 +67,7 @@ def _recursive_update(target: dict[str, Any], new: dict[str, Any]) -> None:
             target[key] = value
 
 
-def _merge_json(source: Path, target: Path) -> None:
+def merge_json(source: Path, target: Path) -> None:
     """Write ``source``'s settings into ``target``, keeping ``target``'s other settings."""
     data: dict[str, Any] = {}
     if target.is_file() and target.stat().st_size:
@@ -100,7 +100,7 @@ def write_student_config(to: Path, course_id: str, exchange_root: str) -> list[P
     nbgrader_config.write_text(text)
     nbgrader_config.chmod(0o644)
     for name in (Path(SERVER_CONFIG), PAGE_CONFIG):
-        _merge_json(shipped() / name, to / name)
+        merge_json(shipped() / name, to / name)
     for folder in (to, to / PAGE_CONFIG.parent):
         folder.chmod(folder.stat().st_mode | 0o755)  # students' servers must read it
     return [nbgrader_config, to / SERVER_CONFIG, to / PAGE_CONFIG]
