@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -291,7 +292,10 @@ def _add_hub_commands(commands: Commands) -> None:
         help="grade this course through the hub's grading service (as `autograder grade`)",
     )
     grade.add_argument(
-        "--socket", type=Path, default=Path(defaults.HUB_GRADING_SOCKET), help=socket_help
+        "--socket",
+        type=Path,
+        default=Path(os.environ.get("AUTOGRADER_GRADING_SOCKET", defaults.HUB_GRADING_SOCKET)),
+        help=socket_help + "; $AUTOGRADER_GRADING_SOCKET sets another default",
     )
     _add_grade_options(grade, service=True)
     grade.set_defaults(run=_hub_grade)

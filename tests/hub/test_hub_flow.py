@@ -343,13 +343,15 @@ def test_release_submit_collect_grade_and_return_feedback(hub: Hub, tmp_path: Pa
     assert f"Skipping {inbound / forged}: it claims to be {hub.solved.name}'s submission" in output
     steps.done("collected the latest submission of each")
 
-    # 6. ... and grades what was collected.
-    runner.ok(
+    # 6. ... and grades what was collected, as themselves (no grading service here): the run
+    #    says first that the kernels run as the instructor's uid.
+    graded = runner.ok(
         instructor,
         ["autograder", "grade", "--workers", "2", "--quiet"],
         cwd=hub.course,
         timeout=900,
     )
+    assert graded.startswith("Not protected in this run: a dedicated uid"), graded[:500]
     report = json.loads((hub.course / "grading-report" / "report.json").read_text())
     students = {student["student"]: student for student in report["students"]}
     assert set(students) == {hub.solved.name, hub.wrong.name}

@@ -107,6 +107,7 @@ class RealHub:
     exchange: Path
     student_etc: Path
     course_id: str
+    socket: Path
     log: Path
 
     def student_env(self) -> dict[str, str]:
@@ -211,18 +212,19 @@ def real_hub() -> Iterator[RealHub]:
         config.write_text(_hub_config(base, ports, set(passwords), hub_names))
         runner = Runner(base / "stash")
         log = base / "jupyterhub.log"
-        hub = subprocess.Popen(
-            runner.reach([str(VENV_BIN / "jupyterhub"), "-f", str(config)]),
-            cwd=base,
-            env={"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        with log.open("w") as output:
+            hub = subprocess.Popen(
+                runner.reach([str(VENV_BIN / "jupyterhub"), "-f", str(config)]),
+                cwd=base,
+                env={"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         url = f"http://127.0.0.1:{ports[0]}"
         _wait_for(f"{url}/hub/login", hub, log, 120)
         yield RealHub(
             url, base, runner, instructor, (users[1], users[2]), passwords, course, exchange,
-            student_etc, course_id, log,
+            student_etc, course_id, socket_path, log,
         )  # fmt: skip
     finally:
         if hub is not None:
@@ -276,8 +278,8 @@ def test_a_course_on_a_real_hub(real_hub: RealHub, browser, artifacts: Path, tmp
     instructor_commands = readme_commands("The instructor")
 
     def instructor(command: str) -> str:
-        argv = command.split()
-        return hub.runner.ok(hub.instructor, argv, cwd=hub.course, timeout=900)
+        env = {"AUTOGRADER_GRADING_SOCKET": str(hub.socket)}  # where this test's service listens
+        return hub.runner.ok(hub.instructor, command.split(), cwd=hub.course, env=env, timeout=900)
 
     # 1. The instructor's set-up and release, README's first commands, as the instructor.
     assert instructor_commands[:2] == [
