@@ -63,6 +63,7 @@ ALLOWED_OPTIONS = {
 COPIED_IN = ("source", "release", "submitted", "autograded", defaults.REPORT_DIR, "gradebook.db")
 COPIED_BACK = ("gradebook.db", "autograded", defaults.REPORT_DIR)
 _EXIT = "\x00exit "  # the last line of a reply: the exit status
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class GradingServiceError(HubError):
@@ -150,6 +151,9 @@ def serve(
         )
     if not config.is_file():
         raise GradingServiceError(f"No nbgrader configuration at {config} (--config).")
+    # A JupyterHub-managed service gets no PATH: runuser and tar are in the system's folders,
+    # nbgrader's alembic beside this Python.
+    os.environ.setdefault("PATH", f"{Path(sys.executable).parent}:{SYSTEM_PATH}")
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()
@@ -247,7 +251,9 @@ def _workspace() -> Iterator[Path]:
 
 
 def _as_user(user: pwd.struct_passwd, argv: list[str]) -> list[str]:
-    runuser = shutil.which("runuser") or "runuser"
+    runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:{SYSTEM_PATH}")
+    if runuser is None:
+        raise GradingServiceError("No runuser here (util-linux): the service copies files with it.")
     return [runuser, "-u", user.pw_name, "--", *argv]
 
 
