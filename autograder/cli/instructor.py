@@ -150,10 +150,13 @@ def _hub_grading_service(args: argparse.Namespace) -> int:
 def _hub_instructor_config(args: argparse.Namespace) -> int:
     from jupyter_core.paths import jupyter_config_dir
 
-    from autograder.hub.instructor_config import write_instructor_config
+    from autograder.hub.instructor_config import formgrader_problems, write_instructor_config
 
-    for path in write_instructor_config(Path(jupyter_config_dir()), course_root(args)):
+    to = Path(jupyter_config_dir())
+    for path in write_instructor_config(to, course_root(args)):
         print(path)
+    for problem in formgrader_problems(to):
+        print(f"warning: {problem}", file=sys.stderr)
     print("Restart your server (File > Hub Control Panel > Stop My Server, then Start) to load it.")
     return 0
 

@@ -1,8 +1,9 @@
 """The instructor's own Jupyter configuration on a hub: Formgrader on, for their course.
 
 ``autograder hub instructor-config``, run by the instructor from the course directory, writes
-into their Jupyter config folder (``~/.jupyter``, which outranks every folder the admin
-writes):
+into their Jupyter config folder (``~/.jupyter``; in a virtual environment Jupyter reads
+``JUPYTER_CONFIG_PATH`` and ``<sys.prefix>/etc/jupyter`` before it, so
+:func:`formgrader_problems` says when one of those turns Formgrader off):
 
 * ``nbgrader_config.py``: loads the course's ``nbgrader_config.py`` (nbgrader's docs: the
   instructor's ``CourseDirectory.root``); without it Formgrader reads the server's root,
@@ -21,11 +22,20 @@ is not listed yet, so it fails ("could not be found").
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
+from jupyter_core.paths import jupyter_config_path
+
 from autograder.hub import HubError
-from autograder.hub.student_config import NBGRADER_CONFIG, PAGE_CONFIG, SERVER_CONFIG, merge_json
+from autograder.hub.student_config import (
+    NBGRADER_CONFIG,
+    PAGE_CONFIG,
+    SERVER_CONFIG,
+    merge_json,
+    server_extensions,
+)
 
 FORMGRADER = "nbgrader.server_extensions.formgrader"
 FRAME_ANCESTORS = "frame-ancestors 'self'"
@@ -70,3 +80,17 @@ def write_instructor_config(to: Path, course_root: Path) -> list[Path]:
             source.write_text(json.dumps(settings))
             merge_json(source, to / name)
     return [nbgrader_config, to / SERVER_CONFIG, to / PAGE_CONFIG]
+
+
+def formgrader_problems(to: Path) -> list[str]:
+    """Folders Jupyter reads before ``to`` that turn Formgrader off ([] when none does)."""
+    folders = [os.path.realpath(folder) for folder in jupyter_config_path()]
+    target = os.path.realpath(to)
+    before = folders[: folders.index(target)] if target in folders else folders
+    return [
+        f"{folder} turns Formgrader off and is read before {to}: your server will not load it. "
+        "The hub admin installs the students' configuration with --to DIR and the "
+        "pre_spawn_hook (README, 'On a shared JupyterHub'), not --sys-prefix."
+        for folder in before
+        if server_extensions(Path(folder)).get(FORMGRADER) is False
+    ]

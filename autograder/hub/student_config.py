@@ -106,7 +106,7 @@ def write_student_config(to: Path, course_id: str, exchange_root: str) -> list[P
     return [nbgrader_config, to / SERVER_CONFIG, to / PAGE_CONFIG]
 
 
-def _server_extensions(folder: Path) -> dict[str, bool]:
+def server_extensions(folder: Path) -> dict[str, bool]:
     """The server extensions one config folder turns on or off (its .d files, then its root file)."""
     found: dict[str, bool] = {}
     paths = [*sorted((folder / "jupyter_server_config.d").glob("*.json")), folder / SERVER_CONFIG]
@@ -137,7 +137,7 @@ def effective_problems(to: Path) -> list[str]:
         ]
     problems = []
     for folder in folders[: real.index(target)]:  # earlier folders outrank ``to``
-        turned_on = [name for name in STUDENT_OFF if _server_extensions(Path(folder)).get(name)]
+        turned_on = [name for name in STUDENT_OFF if server_extensions(Path(folder)).get(name)]
         if turned_on:
             problems.append(
                 f"{folder} turns on {', '.join(turned_on)} and outranks {to}: install the student "
