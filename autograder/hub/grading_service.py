@@ -218,7 +218,7 @@ def grade_for(
     with _workspace() as work:
         _copy(_as_user(user, ["tar", "--dereference", "-C", str(course), "-cf", "-",
                               *_present(user, course, COPIED_IN)]),
-              ["tar", "-C", str(work), "-xf", "-", "--no-same-owner"])  # fmt: skip
+              ["tar", "-C", str(work), "-xf", "-", "--no-same-owner", "--no-same-permissions"])  # fmt: skip
         shutil.copyfile(config, work / "nbgrader_config.py")
         say(
             f"Grading {course} in the grading service (as root: each student kernel runs as a "

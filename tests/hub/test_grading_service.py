@@ -10,13 +10,11 @@ started as them), read that process's environment and read the course's source n
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from autograder.course import ASSIGNMENT, Course
 from autograder.demo.examples import Example, write_submission
 from autograder.release import release
 from tests.conftest import REPO, copy_course
-from tests.hub.unix_users import Runner, UnixUser, create_user, remove_user, why_unavailable
+from tests.hub.unix_users import Runner, UnixUser, users_in_a_folder, why_unavailable
 
 UNAVAILABLE = why_unavailable()
 pytestmark = [
@@ -82,14 +80,12 @@ def _started_service(socket_path: Path, course: Path, user: UnixUser, log: Path)
 
 @pytest.fixture(scope="module")
 def setup() -> Iterator[Setup]:
-    token = uuid.uuid4().hex[:6]
-    base = Path(tempfile.mkdtemp(prefix="autograder-service-"))
-    base.chmod(0o755)
-    (base / "home").mkdir(mode=0o755)
-    users: list[UnixUser] = []
     processes: list[subprocess.Popen] = []
-    try:
-        users = [create_user(f"ags{token}{role}", base / "home") for role in ("i", "o")]
+    with (
+        users_in_a_folder("ags", ("i", "o")) as (base, _token, users),
+        contextlib.ExitStack() as stop,
+    ):
+        stop.callback(lambda: [(process.kill(), process.wait()) for process in processes])
         instructor = users[0]
         runner = Runner(base / "stash")
         # A process of the instructor's for the student's code to go after.
@@ -121,13 +117,6 @@ def setup() -> Iterator[Setup]:
         socket_path = base / "run" / "grading.sock"
         processes.append(_started_service(socket_path, course, instructor, base / "service.log"))
         yield Setup(base, runner, instructor, users[1], course, socket_path, victims[0])
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait()
-        complaints = [remove_user(user) for user in users]
-        shutil.rmtree(base, ignore_errors=True)
-        assert not any(complaints), f"userdel: {complaints}"
 
 
 def test_another_user_cannot_grade_the_instructors_course(setup: Setup) -> None:

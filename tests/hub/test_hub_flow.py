@@ -15,9 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,8 +33,7 @@ from tests.hub.unix_users import (
     VENV_BIN,
     Runner,
     UnixUser,
-    create_user,
-    remove_user,
+    users_in_a_folder,
     why_unavailable,
 )
 
@@ -72,14 +69,7 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[Hub]:
-    token = uuid.uuid4().hex[:6]
-    base = Path(tempfile.mkdtemp(prefix="autograder-hub-"))
-    base.chmod(0o755)  # users reach their homes, the exchange and the student config through it
-    (base / "home").mkdir(mode=0o755)
-    users: list[UnixUser] = []
-    try:
-        for role in ("i", "s1", "s2"):
-            users.append(create_user(f"agh{token}{role}", base / "home"))
+    with users_in_a_folder("agh", ("i", "s1", "s2")) as (base, token, users):
         instructor = users[0]
         course = copy_course(instructor.home / "course")
         shutil.chown(course, instructor.name, instructor.name)
@@ -107,10 +97,6 @@ def hub() -> Iterator[Hub]:
             base, Runner(base / "stash"), instructor, users[1], users[2], course, exchange,
             student_etc, course_id,
         )  # fmt: skip
-    finally:
-        complaints = [remove_user(user) for user in users]
-        shutil.rmtree(base, ignore_errors=True)
-        assert not any(complaints), f"userdel: {complaints}"
 
 
 def _without_markers(source: str) -> str:

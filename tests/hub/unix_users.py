@@ -20,7 +20,9 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,28 @@ def create_user(name: str, homes: Path) -> UnixUser:
     home.chmod(0o700)
     entry = pwd.getpwnam(name)
     return UnixUser(name, home, entry.pw_uid, entry.pw_gid)
+
+
+@contextlib.contextmanager
+def users_in_a_folder(
+    prefix: str, roles: Sequence[str]
+) -> Iterator[tuple[Path, str, list[UnixUser]]]:
+    """A fresh folder (0755: users reach their homes in its ``home/`` and what the test puts
+    beside them) and a new user per role, named ``<prefix><token><role>``; yields (folder,
+    token, users), then removes the users, what they left running and the folder."""
+    token = uuid.uuid4().hex[:6]
+    base = Path(tempfile.mkdtemp(prefix=f"autograder-{prefix}-"))
+    base.chmod(0o755)
+    (base / "home").mkdir(mode=0o755)
+    users: list[UnixUser] = []
+    try:
+        for role in roles:
+            users.append(create_user(f"{prefix}{token}{role}", base / "home"))
+        yield base, token, users
+    finally:
+        complaints = [remove_user(user) for user in users]
+        shutil.rmtree(base, ignore_errors=True)
+        assert not any(complaints), f"userdel: {complaints}"
 
 
 def remove_user(user: UnixUser) -> str:
