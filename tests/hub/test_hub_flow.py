@@ -338,6 +338,7 @@ def test_release_submit_collect_grade_and_return_feedback(hub: Hub, tmp_path: Pa
         timeout=900,
     )
     assert graded.startswith("Not protected in this run: a dedicated uid"), graded[:500]
+    assert f"the kernel runs as uid {instructor.uid}, like the grader" in graded, graded[:500]
     report = json.loads((hub.course / "grading-report" / "report.json").read_text())
     students = {student["student"]: student for student in report["students"]}
     assert set(students) == {hub.solved.name, hub.wrong.name}

@@ -10,9 +10,11 @@ screenshot of each in the browser tests' artifacts folder:
 
 a student logs in, finds only the Assignment List in the Nbgrader menu, fetches, validates
 and submits in the Assignments tab; a second student
-submits from the command line; the instructor collects, grades through the hub's grading
-service and releases feedback; the student fetches it and sees "(view feedback)", which
-opens the pages; the instructor logs in and Formgrader shows the assignment and both
+submits from the command line, with an answer that goes after a process of the
+instructor's; the instructor collects, grades through the hub's grading service (another
+user may not), and the second student's code ran as another uid and reached nothing of the
+instructor's; the instructor releases feedback; the student fetches it and sees "(view
+feedback)", which opens the pages; the instructor logs in and Formgrader shows the assignment and both
 submissions.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import re
 import secrets
 import shutil
@@ -30,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
+import psutil
 import pytest
 
 from autograder.course import ASSIGNMENT
@@ -74,6 +79,22 @@ QUIZ = "02_quiz_what_del_frees"
 TAB = "#nbgrader-assignment-list"
 OWN = ":scope > .col-md-12 > "  # a row's own name and button, not its notebooks' or submissions'
 README = (REPO / "README.md").read_text()
+# The second student's first answer: reports the uid it runs as during grading and tries to
+# signal a process of the instructor's, read that process's environment and the source.
+PROBE = """q1 = "B"
+import json, os, signal
+probe = {{"uid": os.getuid()}}
+for name, attempt in (
+    ("signal", lambda: os.kill({victim}, signal.SIGTERM)),
+    ("read its environment", lambda: open("/proc/{victim}/environ", "rb").read()),
+    ("read the course's source", lambda: open("{source}").read()),
+):
+    try:
+        attempt()
+        probe[name] = "done"
+    except OSError as error:
+        probe[name] = type(error).__name__
+print("PROBE " + json.dumps(probe))"""
 
 
 def readme_hub_config() -> str:
@@ -107,6 +128,7 @@ class RealHub:
     course_id: str
     socket: Path
     log: Path
+    victim: psutil.Process  # a process of the instructor's
 
     def student_env(self) -> dict[str, str]:
         return {"JUPYTER_CONFIG_PATH": str(self.student_etc)}
@@ -164,6 +186,7 @@ def real_hub() -> Iterator[RealHub]:
 def _hub_for(base: Path, token: str, users: list[UnixUser]) -> Iterator[RealHub]:
     """Everything but the users: the course, the admin's commands, the hub itself."""
     hub: subprocess.Popen | None = None
+    sleeper: subprocess.Popen | None = None
     try:
         passwords = {user.name: secrets.token_urlsafe(12) for user in users}
         subprocess.run(
@@ -221,11 +244,15 @@ def _hub_for(base: Path, token: str, users: list[UnixUser]) -> Iterator[RealHub]
             )
         url = f"http://127.0.0.1:{ports[0]}"
         _wait_for(f"{url}/hub/login", hub, log, 120)
+        sleeper, victim = instructors_process(runner, instructor, base)
         yield RealHub(
             url, base, runner, instructor, (users[1], users[2]), passwords, course, exchange,
-            student_etc, course_id, socket_path, log,
+            student_etc, course_id, socket_path, log, victim,
         )  # fmt: skip
     finally:
+        if sleeper is not None:
+            sleeper.kill()  # runuser; the sleep itself goes with the instructor's user
+            sleeper.wait()
         if hub is not None:
             hub.terminate()  # JupyterHub stops the users' servers, the service and the proxy
             try:
@@ -236,6 +263,20 @@ def _hub_for(base: Path, token: str, users: list[UnixUser]) -> Iterator[RealHub]
         with contextlib.suppress(OSError, ValueError):
             proxy = int((base / "proxy.pid").read_text())
             subprocess.run(["kill", str(proxy)], capture_output=True)
+
+
+def instructors_process(
+    runner: Runner, instructor: UnixUser, cwd: Path
+) -> tuple[subprocess.Popen, psutil.Process]:
+    """A process of the instructor's (``sleep``), for a student's code to go after."""
+    started = subprocess.Popen(runner.command(instructor, ["sleep", "3600"], {}), cwd=cwd)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for process in psutil.process_iter(["uids", "name"]):
+            if process.info["uids"].real == instructor.uid and process.info["name"] == "sleep":
+                return started, process
+        time.sleep(0.2)
+    raise AssertionError("the instructor's sleep did not start")
 
 
 class Shots:
@@ -327,10 +368,15 @@ def test_a_course_on_a_real_hub(real_hub: RealHub, browser, artifacts: Path, tmp
     stamp = submitted.locator(".nested_list_item .item_name").first.inner_text().strip()
     shots.take(page, "realhub-4-submitted.png", f"submitted at {stamp}")
 
-    # 4. The second student, from a terminal: fetch, answer (wrong quiz answers), submit.
+    # 4. The second student, from a terminal: fetch, answer (wrong quiz answers, and a first
+    #    answer that goes after a process of the instructor's), submit.
     env = hub.student_env()
     hub.runner.ok(other, ["nbgrader", "fetch_assignment", ASSIGNMENT], env=env)
-    fill_in(other.home / ASSIGNMENT, answers([SOLVED, WRONG], tmp_path), other)
+    victim = hub.victim
+    source = hub.course / "source" / ASSIGNMENT / f"{QUIZ}.ipynb"
+    answered = answers([SOLVED, WRONG], tmp_path)
+    answered["q1_answer"] = PROBE.format(victim=victim.pid, source=source)
+    fill_in(other.home / ASSIGNMENT, answered, other)
     hub.runner.ok(other, ["nbgrader", "submit", ASSIGNMENT], env=env)
     steps.done(f"{other.name} fetched and submitted with nbgrader's commands")
 
@@ -342,9 +388,29 @@ def test_a_course_on_a_real_hub(real_hub: RealHub, browser, artifacts: Path, tmp
     ], instructor_commands
     collected = instructor(instructor_commands[2])
     assert f"{student.name}: submitted {stamp}" in collected, collected
+    # Another user asking the service to grade the instructor's course is refused.
+    refused = hub.runner.run(
+        student, ["autograder", "--course-dir", str(hub.course), "hub", "grade"],
+        env={"AUTOGRADER_GRADING_SOCKET": str(hub.socket)},
+    )  # fmt: skip
+    assert refused.returncode == 2 and f"{student.name} may not grade" in refused.stdout, refused
     graded = instructor(instructor_commands[3] + " --quiet")
     assert "each student kernel runs as a dedicated uid" in graded, graded
     assert "Not protected" not in graded
+    # What the second student's code saw while it was graded: not the instructor's uid, and
+    # nothing of the instructor's (the service copied the results back as the instructor's).
+    quiz = hub.course / "autograded" / other.name / ASSIGNMENT / f"{QUIZ}.ipynb"
+    assert quiz.stat().st_uid == hub.instructor.uid
+    outputs = [o.get("text", "") for c in nbformat.read(quiz, as_version=4).cells
+               if c.cell_type == "code" for o in c.outputs]  # fmt: skip
+    (line,) = [text for text in outputs if text.startswith("PROBE ")]
+    probe = json.loads(line.removeprefix("PROBE "))
+    steps.done(f"kernel uid {probe['uid']}, instructor uid {hub.instructor.uid}: {probe}")
+    assert probe["uid"] not in (hub.instructor.uid, 0), probe
+    assert probe["signal"] in ("ProcessLookupError", "PermissionError"), probe
+    assert probe["read its environment"] in ("FileNotFoundError", "PermissionError"), probe
+    assert probe["read the course's source"] in ("FileNotFoundError", "PermissionError"), probe
+    assert victim.is_running() and victim.status() != psutil.STATUS_ZOMBIE
     released_feedback = instructor(instructor_commands[4])
     assert "Released feedback to 2 students (8 pages" in released_feedback, released_feedback
     steps.done("instructor: collect, hub grade (the grading service), feedback --exchange")
