@@ -159,7 +159,6 @@ c.JupyterHub.spawner_class = "localprocess"
 c.Spawner.cmd = ["{VENV_BIN / "jupyterhub-singleuser"}"]
 c.Spawner.environment = {{"PATH": "{VENV_BIN}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}}
 c.Spawner.default_url = "/lab"
-c.Spawner.args = ["--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
 c.JupyterHub.cleanup_servers = True
