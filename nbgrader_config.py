@@ -46,6 +46,8 @@ c.SandboxedKernelManager.hidden_paths = hidden_from_students(ROOT)
 # due date as late (AssignLatePenalties above); to score a late notebook 0, uncomment the last line.
 c.CourseDirectory.course_id = defaults.HUB_COURSE_ID
 c.Exchange.root = defaults.HUB_EXCHANGE_ROOT
+# Collect a submission only from a folder its student owns (inbound/ is writable by everyone).
+c.ExchangeFactory.collect = "autograder.hub.nbgrader_exchange.OwnedCollect"
 # c.LateSubmissionPlugin.penalty_method = "zero"
 
 # What students see (autograder.student): feedback never shows hidden tests (nbgrader's

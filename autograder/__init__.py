@@ -10,7 +10,8 @@ One folder per concern:
 * :mod:`autograder.platforms`: Gradescope, PrairieLearn, Canvas, Moodle.
 * :mod:`autograder.student`: ``autograder check`` and feedback pages.
 * :mod:`autograder.hub`: the course on a shared JupyterHub (nbgrader's exchange).
-* :mod:`autograder.demo`: the main job and the bundled example submissions.
+* :mod:`autograder.demo`: the main job, which grades the example submissions in the
+  repository's ``tests/examples/`` (never shipped: they hold answers).
 * :mod:`autograder.cli`: ``python -m autograder`` / ``autograder``.
 * :mod:`autograder.records`, :mod:`autograder.defaults`: the typed records, every default.
 """

@@ -71,3 +71,5 @@ REPORT_DIR = "grading-report"  # under the course root, unless --report says oth
 HUB_COURSE_ID = "numpy-memory"  # the course students see in the Assignments tab
 # nbgrader's own default is /usr/local/share/nbgrader/exchange; /srv is where a hub keeps data.
 HUB_EXCHANGE_ROOT = "/srv/nbgrader/exchange"
+# The grading service a hub admin runs as root (autograder.hub.grading_service): its socket.
+HUB_GRADING_SOCKET = "/run/autograder/grading.sock"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,7 +54,8 @@ def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
     from autograder.hub.instructor import release_to_exchange
 
     hub = _hub_settings(course, args)
-    for path in release_to_exchange(course, hub, force=args.force):
+    warn = lambda line: print(f"warning: {line}", file=sys.stderr)  # noqa: E731
+    for path in release_to_exchange(course, hub, force=args.force, warn=warn):
         print(path.relative_to(course.root))
     print(f"Released {course.assignment} to {hub.exchange_root}/{hub.course_id}/outbound.")
     return 0
@@ -63,7 +65,8 @@ def _collect(args: argparse.Namespace) -> int:
     from autograder.hub.instructor import collect_submissions
 
     course = Course(course_root(args), assignment=args.assignment)
-    found = collect_submissions(course, _hub_settings(course, args))
+    warn = lambda line: print(f"warning: {line}", file=sys.stderr)  # noqa: E731
+    found = collect_submissions(course, _hub_settings(course, args), warn=warn)
     for submission in found:
         print(f"{submission.student}: submitted {submission.timestamp}")
     print(f"{len(found)} students in {course.submitted}; grade them with `autograder grade`.")
@@ -81,13 +84,17 @@ def _feedback(args: argparse.Namespace) -> int:
         print(page)
     if args.exchange is None:
         return 0
-    from autograder.hub.instructor import return_feedback
+    from autograder.hub.instructor import return_feedback, where_students_find_feedback
 
     hub = _hub_settings(course, args)
     released = return_feedback(course, hub)
+    total = sum(len(student.pages) for student in released)
+    added = sum(len(student.added) for student in released)
     print(
-        f"Released {len(released)} feedback files to {hub.exchange_root}/{hub.course_id}/feedback."
+        f"Released feedback to {len(released)} students ({total} pages, {added} of them for "
+        f"notebooks that are not graded) to {hub.exchange_root}/{hub.course_id}/feedback."
     )
+    print(where_students_find_feedback(course.assignment))
     return 0
 
 
@@ -111,9 +118,70 @@ def _hub_student_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_grade(args: argparse.Namespace) -> int:
+    from autograder.hub.grading_service import ALLOWED_OPTIONS, request_grading
+
+    options: list[str] = []
+    for option, takes_value in ALLOWED_OPTIONS.items():
+        value = getattr(args, option.removeprefix("--").replace("-", "_"))
+        if not takes_value:
+            options += [option] if value else []
+        elif isinstance(value, list):
+            options += [item for each in value for item in (option, str(each))]
+        elif value is not None:
+            options += [option, str(value)]
+    return request_grading(
+        args.socket, course_root(args), options, lambda line: print(line, flush=True)
+    )
+
+
+def _hub_grading_service(args: argparse.Namespace) -> int:
+    from autograder.hub.grading_service import parse_courses, serve
+
+    serve(
+        args.socket,
+        parse_courses(args.course),
+        args.config,
+        log=lambda line: print(line, flush=True),
+    )
+    return 0
+
+
+def _hub_instructor_config(args: argparse.Namespace) -> int:
+    from jupyter_core.paths import jupyter_config_dir
+
+    from autograder.hub.instructor_config import formgrader_problems, write_instructor_config
+
+    to = Path(jupyter_config_dir())
+    for path in write_instructor_config(to, course_root(args)):
+        print(path)
+    for problem in formgrader_problems(to):
+        print(f"warning: {problem}", file=sys.stderr)
+    print("Restart your server (File > Hub Control Panel > Stop My Server, then Start) to load it.")
+    return 0
+
+
 def _add_exchange_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--course-id", help="the course id on the exchange (default: nbgrader_config.py's)"
+    )
+
+
+def _unprotected() -> str | None:
+    """What the sandbox cannot apply in this process, in one sentence (None: nothing)."""
+    from autograder.sandbox.capabilities import decide_mode
+    from autograder.sandbox.policy import Sandbox, SandboxUnavailable
+
+    try:
+        missing = decide_mode(Sandbox()).missing
+    except SandboxUnavailable as error:
+        missing = (str(error),)
+    if not missing:
+        return None
+    return (
+        "Not protected in this run: " + "; ".join(missing) + ". On a hub, grade through the "
+        "admin's grading service instead (`autograder hub grade`): it runs every student "
+        "kernel as a dedicated uid."
     )
 
 
@@ -122,6 +190,9 @@ def _grade(args: argparse.Namespace) -> int:
     from autograder.grading.run import grade
 
     course = Course(course_root(args), assignment=args.assignment)
+    warning = _unprotected()
+    if warning is not None:  # before anything runs: the instructor decides whether to go on
+        print(warning, flush=True)
     run = grade(
         course,
         workers=args.workers,
@@ -191,6 +262,46 @@ def _add_hub_commands(commands: Commands) -> None:
         help=f"(default: {defaults.HUB_EXCHANGE_ROOT})",
     )
     student.set_defaults(run=_hub_student_config)
+    instructor = steps.add_parser(
+        "instructor-config",
+        help="(as the instructor, in the course) Formgrader on, for this course, in ~/.jupyter",
+    )
+    instructor.set_defaults(run=_hub_instructor_config)
+    socket_help = f"the grading service's socket (default: {defaults.HUB_GRADING_SOCKET})"
+    service = steps.add_parser(
+        "grading-service",
+        help="(as root) grade on instructors' requests, every student kernel as a dedicated uid",
+    )
+    service.add_argument(
+        "--socket", type=Path, default=Path(defaults.HUB_GRADING_SOCKET), help=socket_help
+    )
+    service.add_argument(
+        "--course",
+        action="append",
+        required=True,
+        metavar="USER:DIR",
+        help="an instructor and the one course directory they may grade (repeatable)",
+    )
+    service.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="the nbgrader_config.py to grade with (root's copy of the course's: the "
+        "instructor's own is never run as root)",
+    )
+    service.set_defaults(run=_hub_grading_service)
+    grade = steps.add_parser(
+        "grade",
+        help="grade this course through the hub's grading service (as `autograder grade`)",
+    )
+    grade.add_argument(
+        "--socket",
+        type=Path,
+        default=Path(os.environ.get("AUTOGRADER_GRADING_SOCKET", defaults.HUB_GRADING_SOCKET)),
+        help=socket_help + "; $AUTOGRADER_GRADING_SOCKET sets another default",
+    )
+    _add_grade_options(grade, service=True)
+    grade.set_defaults(run=_hub_grade)
 
 
 def add_commands(commands: Commands) -> None:
@@ -202,12 +313,12 @@ def add_commands(commands: Commands) -> None:
 def _add_release_commands(commands: Commands) -> None:
     demo = commands.add_parser(
         "demo",
-        help="release the assignment and grade the bundled example submissions (the default)",
+        help="release the assignment and grade the example submissions in tests/examples/ (the default)",
     )
     demo.add_argument(
         "--examples",
         type=Path,
-        help="one folder of example *.toml (default: the bundled submissions, hostile and broken examples)",
+        help="one folder of example *.toml (default: the course's tests/examples/: submissions, hostile, broken)",
     )
     demo.add_argument(
         "--workers", type=positive, help="parallel workers (default: the machine's cores)"
@@ -234,11 +345,9 @@ def _add_release_commands(commands: Commands) -> None:
     release.set_defaults(run=_release)
 
 
-def _add_grading_commands(commands: Commands) -> None:
-    grade = commands.add_parser(
-        "grade",
-        help="grade submitted/<student>/<assignment>/ in parallel, contained, into the gradebook and a report",
-    )
+def _add_grade_options(grade: argparse.ArgumentParser, *, service: bool) -> None:
+    """`autograder grade`'s options; ``service``: those the hub's grading service takes
+    (autograder.hub.grading_service.ALLOWED_OPTIONS: not --report, not --scheduler)."""
     grade.add_argument(
         "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
     )
@@ -249,20 +358,30 @@ def _add_grading_commands(commands: Commands) -> None:
         "--force", action="store_true", help="grade again what is already graded and unchanged"
     )
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    grade.add_argument(
-        "--report", type=Path, help=f"report folder (default: {defaults.REPORT_DIR}/)"
-    )
+    if not service:
+        grade.add_argument(
+            "--report", type=Path, help=f"report folder (default: {defaults.REPORT_DIR}/)"
+        )
     grade.add_argument(
         "--memory-limit", type=byte_size, help="memory per student kernel, e.g. 3G (default: 3G)"
     )
     add_time_limits(grade)
-    grade.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] "
-        "for a LocalCluster of N workers here (needs the [cluster] extra; --workers is ignored)",
-    )
+    if not service:
+        grade.add_argument(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] "
+            "for a LocalCluster of N workers here (needs the [cluster] extra; --workers is ignored)",
+        )
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_grading_commands(commands: Commands) -> None:
+    grade = commands.add_parser(
+        "grade",
+        help="grade submitted/<student>/<assignment>/ in parallel, contained, into the gradebook and a report",
+    )
+    _add_grade_options(grade, service=False)
     grade.set_defaults(run=_grade)
 
     feedback = commands.add_parser(

@@ -1,10 +1,11 @@
-"""The main job: release the assignment, then grade the bundled example submissions.
+"""The main job: release the assignment, then grade the example submissions.
 
 Each example student is named by the outcome it should have (``passes-all``,
 ``fails-ex2-view-keeps-base``, ``cheat-rebinds-checks``, ``ungradable-empty-file``,
 ...) and carries golden scores, status and flags. The job grades them all with
 ``autograder grade`` in a workspace of its own, prints a table per student and
-exercise, and says whether every golden result held.
+exercise, and says whether every golden result held. The examples are in the repository
+(``tests/examples/``), found from the course directory; the installed package has none.
 """
 
 from __future__ import annotations
@@ -22,9 +23,22 @@ from autograder.grading.table import format_table, points
 from autograder.records import NotebookReport, StudentReport
 from autograder.release import release
 
-# The bundled examples, shipped with the package so the main job needs no checkout of tests/.
-EXAMPLES = Path(__file__).parent
-EXAMPLE_FOLDERS = tuple(EXAMPLES / name for name in ("submissions", "hostile", "broken"))
+# The example submissions hold answers (solutions, the quiz key, wrong answers marked wrong), so
+# they stay in the repository, outside the installed package, which every user of a hub can read.
+EXAMPLES_DIR = Path("tests", "examples")  # in the course directory (the repository root)
+EXAMPLE_KINDS = ("submissions", "hostile", "broken")
+
+
+def example_folders(root: Path) -> list[Path]:
+    """The folders of examples the main job grades, in the course directory ``root``."""
+    folders = [root / EXAMPLES_DIR / kind for kind in EXAMPLE_KINDS]
+    if not all(folder.is_dir() for folder in folders):
+        raise FileNotFoundError(
+            f"No example submissions in {root / EXAMPLES_DIR}: they are in the repository, not "
+            "in the installed package (they hold answers). Run `autograder demo` from a clone "
+            "of the repository, or pass --examples DIR."
+        )
+    return folders
 
 
 @dataclass(frozen=True)
@@ -143,7 +157,7 @@ def run_demo(
     workers: int | None = None,
 ) -> int:
     """Release, grade the examples in a fresh workspace, print the table. 0 when every golden result holds."""
-    folders = [examples_dir.resolve()] if examples_dir else list(EXAMPLE_FOLDERS)
+    folders = [examples_dir.resolve()] if examples_dir else example_folders(root)
     workspace = (workspace or root / "grading-demo").resolve()
     shutil.rmtree(workspace, ignore_errors=True)  # the demo's own folder: always start clean
     workspace.mkdir(parents=True)

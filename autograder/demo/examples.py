@@ -6,13 +6,12 @@ scores those changes must earn. Keeping edits rather than whole notebooks
 means every example follows the source when the assignment changes, and a
 reader sees at a glance what the student did wrong::
 
-    description = "Keeps a slice of readings: the view holds all 16 MB alive."
+    description = "Keeps a slice: the view holds the whole array alive."
     notebooks = ["04_exercises_free_and_budget_memory"]
 
     [cells]
     ex2_keep_and_free = '''
-    first_1000 = readings[:1000]
-    del readings
+    <the student's cell, as they wrote it>
     '''
 
     [expected]      # grade_id = score; every other graded cell scores full marks

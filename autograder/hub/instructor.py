@@ -10,6 +10,7 @@ place that settles the course id and exchange root every step uses. Grading in b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import defaults
 from autograder.course import Course
-from autograder.hub.exchange import check_exchange
+from autograder.hub.exchange import check_exchange, protect_inbound
+from autograder.hub.feedback import StudentFeedback, complete_feedback
 from autograder.release import release
 
 
@@ -67,25 +69,42 @@ def hub_course(course: Course, hub: HubSettings) -> Course:
     )
 
 
-def release_to_exchange(course: Course, hub: HubSettings, *, force: bool = False) -> list[Path]:
-    """Regenerate ``release/`` from ``source/`` and release it to the exchange's ``outbound/``.
+def release_to_exchange(
+    course: Course,
+    hub: HubSettings,
+    *,
+    force: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Regenerate ``release/`` from ``source/`` and release it to the exchange's ``outbound/``,
+    then give ``inbound/`` the sticky bit (:func:`autograder.hub.exchange.protect_inbound`).
 
     ``force`` replaces an assignment already released (students who fetched it keep their
-    copy). Returns the released notebooks.
+    copy). Returns the released notebooks; ``warn`` gets what would expose submissions.
     """
     check_exchange(hub.exchange_root)
     course = hub_course(course, hub)
     notebooks = release(course)
     course.run_nbgrader("release_assignment", course.assignment, *(["--force"] if force else []))
+    for warning in protect_inbound(hub.exchange_root / hub.course_id):
+        if warn is not None:
+            warn(warning)
     return notebooks
 
 
-def collect_submissions(course: Course, hub: HubSettings) -> list[Collected]:
+def collect_submissions(
+    course: Course, hub: HubSettings, *, warn: Callable[[str], None] | None = None
+) -> list[Collected]:
     """Copy each student's latest submission from the exchange into ``submitted/``
-    (``nbgrader collect --update``: a newer submission replaces the one collected before)."""
+    (``nbgrader collect --update``: a newer submission replaces the one collected before).
+    ``warn`` gets each folder skipped because another user made it under a student's name
+    (the course's ``OwnedCollect``)."""
     check_exchange(hub.exchange_root)
     course = hub_course(course, hub)
-    course.run_nbgrader("collect", course.assignment, "--update")
+    log = course.run_nbgrader("collect", course.assignment, "--update")
+    for line in log.splitlines():
+        if "Skipping " in line and " claims to be " in line and warn is not None:
+            warn(line[line.index("Skipping ") :])
     return collected(course)
 
 
@@ -97,12 +116,25 @@ def collected(course: Course) -> list[Collected]:
     return found
 
 
-def return_feedback(course: Course, hub: HubSettings) -> list[Path]:
-    """Write feedback for every graded student (``nbgrader generate_feedback``) and put it
-    in the exchange (``release_feedback``), where each student fetches only their own.
-    Returns the feedback files released."""
+def return_feedback(course: Course, hub: HubSettings) -> list[StudentFeedback]:
+    """Write feedback for every graded student (``nbgrader generate_feedback``), a page for
+    each submitted notebook it has none for (a lesson: :mod:`autograder.hub.feedback`), and
+    put it in the exchange (``release_feedback``), where each student fetches only their own.
+    Returns, per student, the pages released."""
     check_exchange(hub.exchange_root)
     course = hub_course(course, hub)
     course.run_nbgrader("generate_feedback", course.assignment, "--force")
+    # Before the release: the Assignments tab links feedback only when every notebook has a page.
+    students = complete_feedback(course)
     course.run_nbgrader("release_feedback", course.assignment)
-    return sorted(course.feedback.glob(f"*/{course.assignment}/*.html"))
+    return students
+
+
+def where_students_find_feedback(assignment: str) -> str:
+    """What to tell students, in the words of the Assignments tab they use."""
+    return (
+        "Students find it in JupyterLab: Nbgrader > Assignment List, under Submitted "
+        f"assignments, {assignment}: 'Fetch Feedback', then '(view feedback)' beside the "
+        f"submission opens ~/{assignment}/feedback/<submission time>/, one page per notebook "
+        f"(or in a terminal: nbgrader fetch_feedback {assignment})."
+    )

@@ -67,7 +67,7 @@ def _recursive_update(target: dict[str, Any], new: dict[str, Any]) -> None:
             target[key] = value
 
 
-def _merge_json(source: Path, target: Path) -> None:
+def merge_json(source: Path, target: Path) -> None:
     """Write ``source``'s settings into ``target``, keeping ``target``'s other settings."""
     data: dict[str, Any] = {}
     if target.is_file() and target.stat().st_size:
@@ -100,13 +100,13 @@ def write_student_config(to: Path, course_id: str, exchange_root: str) -> list[P
     nbgrader_config.write_text(text)
     nbgrader_config.chmod(0o644)
     for name in (Path(SERVER_CONFIG), PAGE_CONFIG):
-        _merge_json(shipped() / name, to / name)
+        merge_json(shipped() / name, to / name)
     for folder in (to, to / PAGE_CONFIG.parent):
         folder.chmod(folder.stat().st_mode | 0o755)  # students' servers must read it
     return [nbgrader_config, to / SERVER_CONFIG, to / PAGE_CONFIG]
 
 
-def _server_extensions(folder: Path) -> dict[str, bool]:
+def server_extensions(folder: Path) -> dict[str, bool]:
     """The server extensions one config folder turns on or off (its .d files, then its root file)."""
     found: dict[str, bool] = {}
     paths = [*sorted((folder / "jupyter_server_config.d").glob("*.json")), folder / SERVER_CONFIG]
@@ -137,7 +137,7 @@ def effective_problems(to: Path) -> list[str]:
         ]
     problems = []
     for folder in folders[: real.index(target)]:  # earlier folders outrank ``to``
-        turned_on = [name for name in STUDENT_OFF if _server_extensions(Path(folder)).get(name)]
+        turned_on = [name for name in STUDENT_OFF if server_extensions(Path(folder)).get(name)]
         if turned_on:
             problems.append(
                 f"{folder} turns on {', '.join(turned_on)} and outranks {to}: install the student "

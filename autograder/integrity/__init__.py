@@ -27,7 +27,7 @@ Flag kinds (``evidence.FLAGS`` describes each): ``monkeypatch``,
 ``changed-metadata``, ``changed-kernelspec``, ``probe-failed``, ``probe-no-reply``.
 
 Honest code must never be flagged: ``globals().pop("readings")``, ``Out.clear()``,
-``%xdel report``, ``np.random.default_rng(0)``, ``checks.holders_of("grid")``, plain
+``%xdel table``, ``np.random.default_rng(0)``, ``checks.holders_of("grid")``, plain
 classes with ``self.x = ...`` all pass. The tests run the scanner over every example
 submission and every solution cell of the course and require zero evidence.
 

@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 
 from autograder.course import Course
-from autograder.demo import EXAMPLES
 from autograder.demo.examples import load_examples, write_submission
 from autograder.grading.run import grade
 from autograder.grading.table import format_table, points
 from autograder.limits import NOTEBOOK_OVERHEAD, RUN_OVERHEAD, duration
 from autograder.release import release
+from tests.examples import EXAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -90,13 +90,13 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets import Type
 
 from autograder.course import Course, tool_environment
-from autograder.demo import EXAMPLES
 from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.grading.gradebook import cell_scores
 from autograder.grading.run import grade
 from autograder.release import release
 from autograder.sandbox import PromptKernelClient
 from autograder.sandbox.policy import THREAD_VARS
+from tests.examples import EXAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = EXAMPLES / "submissions"

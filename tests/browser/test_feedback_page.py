@@ -8,11 +8,12 @@ import json
 import pytest
 
 from autograder.course import Course
-from autograder.demo import EXAMPLES, grade_with_autograder
+from autograder.demo import grade_with_autograder
 from autograder.demo.examples import load_examples
 from autograder.release import release
 from autograder.student.feedback import write_feedback
 from tests.conftest import copy_course
+from tests.examples import EXAMPLES
 from tests.student.test_feedback import hidden_source_lines
 
 pytestmark = pytest.mark.slow

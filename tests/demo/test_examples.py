@@ -5,14 +5,14 @@ from collections import Counter
 
 import pytest
 
-from autograder import demo
 from autograder.course import Course
 from autograder.demo.examples import load_examples, write_submission
 from autograder.grading.gradebook import exercise_of
+from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
 from ..conftest import REPO
 
-EXAMPLES = load_examples(demo.EXAMPLES / "submissions")
+EXAMPLES = load_examples(EXAMPLES_ROOT / "submissions")
 OUTCOME_NAME = re.compile(r"^(passes-all|blank|fails-(quiz|ex\d)-[a-z0-9-]+)$")
 
 
@@ -69,3 +69,16 @@ def test_demo_names_an_examples_folder_inside_or_outside_the_course(tmp_path):
 
     assert _shown(REPO / "tests" / "grading" / "alternatives", REPO) == "tests/grading/alternatives"
     assert _shown(tmp_path, REPO) == str(tmp_path)  # a relative --examples is resolved first
+
+
+def test_the_main_job_finds_the_examples_in_the_course_and_says_where_they_are_not(tmp_path):
+    from autograder.demo import example_folders
+    from tests.conftest import REPO
+
+    assert [folder.relative_to(REPO).as_posix() for folder in example_folders(REPO)] == [
+        "tests/examples/submissions",
+        "tests/examples/hostile",
+        "tests/examples/broken",
+    ]
+    with pytest.raises(FileNotFoundError, match="not in the installed package"):
+        example_folders(tmp_path)  # a course directory without the repository's examples

@@ -24,7 +24,6 @@ import pytest
 from nbgrader.api import Gradebook
 
 import autograder.grading
-from autograder import demo
 from autograder.course import Course, tool_environment
 from autograder.demo.examples import load_examples, write_submission
 from autograder.grading import cluster
@@ -44,6 +43,7 @@ from autograder.grading.task import (
     portable_overrides,
 )
 from autograder.release import release
+from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
 from ..conftest import REPO, copy_course
 from ..hub.unix_users import Runner, UnixUser, create_user, remove_user, why_unavailable
@@ -52,7 +52,7 @@ from .test_grade import _check_golden, _comparable
 EXAMPLES = {
     example.name: example
     for folder in ("submissions", "hostile", "broken")
-    for example in load_examples(demo.EXAMPLES / folder)
+    for example in load_examples(EXAMPLES_ROOT / folder)
 }
 SAME_AS_POOL = [
     "passes-all",

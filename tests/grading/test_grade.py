@@ -10,20 +10,20 @@ import sys
 import nbformat
 import pytest
 
-from autograder import demo
 from autograder.course import Course
 from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.grading.gradebook import cell_scores
 from autograder.grading.run import grade
 from autograder.release import release
+from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
 from ..conftest import REPO, copy_course
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = load_examples(demo.EXAMPLES / "submissions")
-HOSTILE = load_examples(demo.EXAMPLES / "hostile")
-BROKEN = load_examples(demo.EXAMPLES / "broken")
+EXAMPLES = load_examples(EXAMPLES_ROOT / "submissions")
+HOSTILE = load_examples(EXAMPLES_ROOT / "hostile")
+BROKEN = load_examples(EXAMPLES_ROOT / "broken")
 QUIZ, EXERCISES = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
 # Students the test writes itself: inputs too big, too old or oddly named to keep as files.
 HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name élève"

@@ -11,12 +11,11 @@ The answers and the scores they must earn come from the bundled examples
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,15 +26,14 @@ import pytest
 from nbgrader.utils import parse_utc
 
 from autograder.course import ASSIGNMENT, Course
-from autograder.demo import EXAMPLES
 from autograder.demo.examples import Example, load_examples, write_submission
 from tests.conftest import REPO, copy_course
+from tests.examples import EXAMPLES
 from tests.hub.unix_users import (
     VENV_BIN,
     Runner,
     UnixUser,
-    create_user,
-    remove_user,
+    users_in_a_folder,
     why_unavailable,
 )
 
@@ -71,14 +69,7 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub() -> Iterator[Hub]:
-    token = uuid.uuid4().hex[:6]
-    base = Path(tempfile.mkdtemp(prefix="autograder-hub-"))
-    base.chmod(0o755)  # users reach their homes, the exchange and the student config through it
-    (base / "home").mkdir(mode=0o755)
-    users: list[UnixUser] = []
-    try:
-        for role in ("i", "s1", "s2"):
-            users.append(create_user(f"agh{token}{role}", base / "home"))
+    with users_in_a_folder("agh", ("i", "s1", "s2")) as (base, token, users):
         instructor = users[0]
         course = copy_course(instructor.home / "course")
         shutil.chown(course, instructor.name, instructor.name)
@@ -106,10 +97,6 @@ def hub() -> Iterator[Hub]:
             base, Runner(base / "stash"), instructor, users[1], users[2], course, exchange,
             student_etc, course_id,
         )  # fmt: skip
-    finally:
-        complaints = [remove_user(user) for user in users]
-        shutil.rmtree(base, ignore_errors=True)
-        assert not any(complaints), f"userdel: {complaints}"
 
 
 def _without_markers(source: str) -> str:
@@ -162,6 +149,55 @@ def verdict(validated: str) -> str:
     lines = [line for line in validated.splitlines() if "Success!" in line or "FAILED" in line]
     assert lines, validated
     return " / ".join(lines)
+
+
+# Run as the other student, with the submission's name known: each operation on the folder and
+# on each of its files, and whether the system allowed it.
+ATTACK = """
+import json, os, shutil, sys
+inbound, name = sys.argv[1], sys.argv[2]
+folder = os.path.join(inbound, name)
+out = {}
+def attempt(what, action):
+    try:
+        action()
+        out[what] = "allowed"
+    except OSError as error:
+        out[what] = type(error).__name__
+def write(path):
+    with open(path, "w") as file:
+        file.write("changed")
+def replace_with_own(path):
+    own = os.path.join(inbound, "own-" + os.path.basename(path))
+    write(own)
+    os.replace(own, path)
+attempt("folder: list", lambda: os.listdir(folder))
+attempt("folder: add a file", lambda: write(os.path.join(folder, "added.txt")))
+attempt("folder: chmod 777", lambda: os.chmod(folder, 0o777))
+for file in sys.argv[3:]:
+    path = os.path.join(folder, file)
+    attempt(f"{file}: read", lambda: open(path).read())
+    attempt(f"{file}: overwrite", lambda: write(path))
+    attempt(f"{file}: replace", lambda: replace_with_own(path))
+    attempt(f"{file}: delete", lambda: os.remove(path))
+attempt("folder: rename", lambda: os.rename(folder, folder + "-moved"))
+attempt("folder: delete", lambda: shutil.rmtree(folder))
+print(json.dumps(out))
+"""
+
+
+def forge(hub: Hub, victim: UnixUser, forger: UnixUser, stamp: str) -> str:
+    """As ``forger``, put a newer submission under ``victim``'s name into inbound/; its name."""
+    inbound = hub.exchange / hub.course_id / "inbound"
+    name = f"{victim.name}+{ASSIGNMENT}+{stamp}+forgedforged"
+    script = (
+        "import os, shutil, sys; target = sys.argv[1]; "
+        "shutil.copytree(sys.argv[2], target); "
+        "open(os.path.join(target, 'timestamp.txt'), 'w').write(sys.argv[3])"
+    )
+    own = forger.home / ASSIGNMENT
+    hub.runner.ok(forger, ["python", "-c", script, str(inbound / name), str(own), stamp])
+    return name
 
 
 class Steps:
@@ -264,21 +300,45 @@ def test_release_submit_collect_grade_and_return_feedback(hub: Hub, tmp_path: Pa
         f"({verdict(wrong_validated)}), submitted again {wrong_at}"
     )
 
-    # 5. The instructor collects: each student's latest submission.
+    # 4b. The other student, who knows the name of the solved student's submission, tries to
+    #     read and change it, file by file; then forges a later submission in their name.
+    inbound = hub.exchange / hub.course_id / "inbound"
+    (target,) = [p for p in inbound.iterdir() if p.name.startswith(f"{hub.solved.name}+")]
+    files = sorted(p.name for p in target.iterdir())
+    before = {name: (target / name).read_bytes() for name in files}
+    argv = ["python", "-c", ATTACK, str(inbound), target.name, *files]
+    outcome = json.loads(runner.ok(hub.wrong, argv).strip().splitlines()[-1])
+    print(json.dumps(outcome, indent=1))
+    assert outcome == dict.fromkeys(outcome, "PermissionError"), outcome
+    assert len(outcome) == 5 + 4 * len(files)
+    assert {name: (target / name).read_bytes() for name in os.listdir(target)} == before
+    forged = forge(
+        hub, hub.solved, hub.wrong, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    )
+    steps.done(
+        f"another student, knowing {target.name}: {len(outcome)} operations on it and its "
+        f"{len(files)} files, all PermissionError; forged {forged}"
+    )
+
+    # 5. The instructor collects: each student's latest submission (never the forged one).
     output = runner.ok(
         instructor, ["autograder", "collect", *hub.exchange_options()], cwd=hub.course
     )
     assert f"{hub.solved.name}: submitted {solved_at}" in output
     assert f"{hub.wrong.name}: submitted {wrong_at}" in output
+    assert f"Skipping {inbound / forged}: it claims to be {hub.solved.name}'s submission" in output
     steps.done("collected the latest submission of each")
 
-    # 6. ... and grades what was collected.
-    runner.ok(
+    # 6. ... and grades what was collected, as themselves (no grading service here): the run
+    #    says first that the kernels run as the instructor's uid.
+    graded = runner.ok(
         instructor,
         ["autograder", "grade", "--workers", "2", "--quiet"],
         cwd=hub.course,
         timeout=900,
     )
+    assert graded.startswith("Not protected in this run: a dedicated uid"), graded[:500]
+    assert f"the kernel runs as uid {instructor.uid}, like the grader" in graded, graded[:500]
     report = json.loads((hub.course / "grading-report" / "report.json").read_text())
     students = {student["student"]: student for student in report["students"]}
     assert set(students) == {hub.solved.name, hub.wrong.name}
@@ -306,11 +366,24 @@ def test_release_submit_collect_grade_and_return_feedback(hub: Hub, tmp_path: Pa
     output = runner.ok(
         instructor, ["autograder", "feedback", *hub.exchange_options()], cwd=hub.course
     )
-    assert f"Released {2 * len(GRADED_NOTEBOOKS)} feedback files" in output
+    notebooks = sorted(p.stem for p in (hub.course / "release" / ASSIGNMENT).glob("*.ipynb"))
+    lessons = len(notebooks) - len(GRADED_NOTEBOOKS)
+    assert (
+        f"Released feedback to 2 students ({2 * len(notebooks)} pages, {2 * lessons} of them "
+        "for notebooks that are not graded)" in output
+    ), output
+    assert "'Fetch Feedback', then '(view feedback)'" in output
     for student, submitted_at in ((hub.solved, solved_at), (hub.wrong, wrong_at)):
         runner.ok(student, ["nbgrader", "fetch_feedback", ASSIGNMENT], env=hub.student_env())
         got = student.home / ASSIGNMENT / "feedback"
         assert [p.name for p in got.iterdir()] == [submitted_at]  # not the first, ungraded one
+        # A page for every notebook (the lessons' say they are not graded): nbgrader's list
+        # marks the feedback fetched only then, and the Assignments tab offers "(view feedback)".
+        assert sorted(p.stem for p in (got / submitted_at).iterdir()) == notebooks
+        listed = runner.ok(student, ["nbgrader", "list", "--cached"], env=hub.student_env())
+        assert f"{submitted_at} (feedback already fetched)" in listed, listed
+        lesson = (got / submitted_at / "01_lesson_free_large_arrays.html").read_text()
+        assert "is a lesson: it is not graded" in lesson
         own = hub.course / "feedback" / student.name / ASSIGNMENT
         assert sorted(p.name for p in (got / submitted_at).iterdir()) == sorted(
             p.name for p in own.glob("*.html")

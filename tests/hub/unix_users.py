@@ -1,11 +1,12 @@
-"""Real Unix users for the hub test: created with useradd, removed after, commands run as them.
+"""Real Unix users for the hub tests: created with useradd, removed after, commands run as them.
 
-This Python must be reachable by other users. Here it is not: the venv's ``python`` links to
-``/root/.pyenv/...`` and ``/root`` is ``drwx------``. Rather than open ``/root`` to everyone
-on a shared machine, each command runs in its own mount namespace where that one
-unsearchable folder is covered by a 0755 tmpfs holding only the entry the interpreter needs
-(``/root/.pyenv``, mounted back in place); nothing changes outside that namespace. The
-worktree itself (``/work/<worktree>``, the venv and the package) is already ``o+rx``.
+This Python and this checkout (the venv, the package) must be reachable by other users, as a
+hub's environment must be (README). Here they may not be: the venv's ``python`` links to
+``/root/.pyenv/...``, ``/root`` is ``drwx------``, and a CI clone may be under ``/root`` too.
+Rather than open ``/root`` to everyone on a shared machine, each command runs in its own
+mount namespace where that one unsearchable folder is covered by a 0755 tmpfs holding only
+the entries the interpreter and the checkout need, mounted back in place; nothing changes
+outside that namespace. The entries themselves must be ``o+rx`` (``/root/.pyenv`` is).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +31,20 @@ import psutil
 TOOLS = ("useradd", "userdel", "runuser", "unshare", "mount")
 VENV_BIN = Path(sys.executable).parent
 
-# In a private mount namespace (as root): keep $1 (the entry the interpreter needs under the
-# unsearchable folder $2) aside at $3, cover $2 with a 0755 tmpfs, put $1 back, then run the rest.
-_REACH = (
-    'mount --bind "$1" "$3" && mount -t tmpfs -o mode=0755,size=1m hubtest "$2" && '
-    'mkdir "$1" && mount --move "$3" "$1" && shift 3 && exec "$@"'
-)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _reach_script(folder: Path, entries: Sequence[Path], stash: Path) -> str:
+    """Shell, run as root in a private mount namespace: keep ``entries`` (under the
+    unsearchable ``folder``) aside in ``stash``, cover ``folder`` with a 0755 tmpfs, put the
+    entries back, then run the command given as arguments."""
+    q = shlex.quote
+    steps = [f"mkdir -p {q(str(stash / str(i)))} && mount --bind {q(str(entry))} "
+             f"{q(str(stash / str(i)))}" for i, entry in enumerate(entries)]  # fmt: skip
+    steps.append(f"mount -t tmpfs -o mode=0755,size=1m hubtest {q(str(folder))}")
+    steps += [f"mkdir -p {q(str(entry))} && mount --move {q(str(stash / str(i)))} "
+              f"{q(str(entry))}" for i, entry in enumerate(entries)]  # fmt: skip
+    return " && ".join(steps) + ' && exec "$@"'
 
 
 def why_unavailable() -> str | None:
@@ -76,6 +88,28 @@ def create_user(name: str, homes: Path) -> UnixUser:
     return UnixUser(name, home, entry.pw_uid, entry.pw_gid)
 
 
+@contextlib.contextmanager
+def users_in_a_folder(
+    prefix: str, roles: Sequence[str]
+) -> Iterator[tuple[Path, str, list[UnixUser]]]:
+    """A fresh folder (0755: users reach their homes in its ``home/`` and what the test puts
+    beside them) and a new user per role, named ``<prefix><token><role>``; yields (folder,
+    token, users), then removes the users, what they left running and the folder."""
+    token = uuid.uuid4().hex[:6]
+    base = Path(tempfile.mkdtemp(prefix=f"autograder-{prefix}-"))
+    base.chmod(0o755)
+    (base / "home").mkdir(mode=0o755)
+    users: list[UnixUser] = []
+    try:
+        for role in roles:
+            users.append(create_user(f"{prefix}{token}{role}", base / "home"))
+        yield base, token, users
+    finally:
+        complaints = [remove_user(user) for user in users]
+        shutil.rmtree(base, ignore_errors=True)
+        assert not any(complaints), f"userdel: {complaints}"
+
+
 def remove_user(user: UnixUser) -> str:
     """Stop what the test left running as ``user`` (by pid) and delete the user and home.
     Returns userdel's complaint, if any."""
@@ -101,16 +135,34 @@ def _unsearchable(path: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def _blocked(paths: Sequence[Path]) -> tuple[Path, list[Path]] | None:
+    """The unsearchable folder on the way to ``paths`` and the entries under it they need.
+    One such folder is handled (here: /root); a second, elsewhere, would show as
+    "permission denied" in the first command's output."""
+    found = [hit for path in paths if (hit := _unsearchable(path)) is not None]
+    if not found:
+        return None
+    folder = found[0][0]
+    return folder, sorted({entry for blocked, entry in found if blocked == folder})
+
+
 class Runner:
     """Runs commands as a user, with a controlled environment and this Python reachable."""
 
     def __init__(self, stash: Path) -> None:
         self.stash = stash
         self.stash.mkdir(mode=0o700, exist_ok=True)
-        # One unsearchable folder is all this handles (here: /root); a second one below it
-        # would show as "permission denied" running python, in the first command's output.
-        self.blocked = _unsearchable(Path(os.path.realpath(sys.executable)))
+        self.blocked = _blocked([Path(os.path.realpath(sys.executable)), REPO, VENV_BIN])
         self.path = f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin"
+
+    def reach(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` (run as root) in a mount namespace where other users reach this Python."""
+        if self.blocked is None:
+            return list(argv)
+        folder, entries = self.blocked
+        unshare = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private"]
+        script = _reach_script(folder, entries, self.stash)
+        return [*unshare, "sh", "-c", script, "sh", *argv]
 
     def command(self, user: UnixUser, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
         variables = {
@@ -125,21 +177,7 @@ class Runner:
         }
         as_user = [shutil.which("runuser") or "runuser", "-u", user.name, "--", "env", "-i"]
         as_user += [f"{key}={value}" for key, value in variables.items()] + list(argv)
-        if self.blocked is None:
-            return as_user
-        folder, entry = self.blocked
-        unshare = [shutil.which("unshare") or "unshare", "--mount", "--propagation", "private"]
-        return [
-            *unshare,
-            "sh",
-            "-c",
-            _REACH,
-            "sh",
-            str(entry),
-            str(folder),
-            str(self.stash),
-            *as_user,
-        ]
+        return self.reach(as_user)
 
     def run(
         self,

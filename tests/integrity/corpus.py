@@ -8,11 +8,11 @@ from pathlib import Path
 
 import nbformat
 
-from autograder.demo import EXAMPLES
 from autograder.integrity.cells import inspect_cells, instructor_sources, restored_ids
 from autograder.integrity.evidence import Evidence
 from autograder.integrity.static.read import scan_notebook
 from autograder.notebook_cells import grade_id, is_test
+from tests.examples import EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "source" / "numpy_memory"

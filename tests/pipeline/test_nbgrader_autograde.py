@@ -5,9 +5,10 @@ import pytest
 from nbgrader.api import Gradebook, SubmittedNotebook
 
 from autograder.course import Course
-from autograder.demo import EXAMPLE_FOLDERS, EXAMPLES, score_table
+from autograder.demo import score_table
 from autograder.demo.examples import load_examples
 from autograder.release import release
+from tests.examples import EXAMPLE_FOLDERS, EXAMPLES
 
 from ..conftest import copy_course
 from .nbgrader_autograde import grade_with_nbgrader

@@ -17,10 +17,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder import demo
 from autograder.course import Course
 from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.platforms import gradescope, prairielearn
+from tests.examples import EXAMPLE_FOLDERS
 
 from ..conftest import REPO
 
@@ -36,7 +36,7 @@ AUTOGRADER = str(Path(sys.executable).parent / "autograder")  # this venv's, not
 
 
 def example(name: str) -> Example:
-    return next(e for f in demo.EXAMPLE_FOLDERS for e in load_examples(f) if e.name == name)
+    return next(e for f in EXAMPLE_FOLDERS for e in load_examples(f) if e.name == name)
 
 
 def golden(example: Example, test_name: str, max_score: float) -> float:

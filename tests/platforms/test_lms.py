@@ -16,12 +16,12 @@ import pytest
 from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
-from autograder import demo
 from autograder.cli import main
 from autograder.course import ASSIGNMENT, Course, tool_environment
 from autograder.demo.examples import load_examples
 from autograder.platforms.grades import Policy, read_grades
 from autograder.platforms.lms import export_canvas, export_moodle
+from tests.examples import EXAMPLE_FOLDERS
 
 from ..conftest import copy_course
 
@@ -444,7 +444,7 @@ def test_bundled_examples_get_the_points_autograder_grade_recorded(tmp_path):
     release(course)
     examples = [
         example
-        for folder in demo.EXAMPLE_FOLDERS
+        for folder in EXAMPLE_FOLDERS
         for example in load_examples(folder)
         if example.name in E2E_EXAMPLES
     ]

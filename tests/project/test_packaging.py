@@ -113,11 +113,12 @@ def package_files() -> set[str]:
     }
 
 
-def test_the_wheel_ships_py_typed_and_every_bundled_example():
+def test_the_wheel_ships_py_typed_and_no_example_submission():
     data = {name for name in package_files() if not name.endswith(".py")}
-    # The files the main job and type checkers need are there to be shipped...
+    # The files type checkers and hub students' servers need are there to be shipped...
     assert "autograder/py.typed" in data
-    for folder in ("submissions", "hostile", "broken"):
-        assert any(name.startswith(f"autograder/demo/{folder}/") for name in data), folder
+    # ...but no example submission: they hold answers (tests/examples/, outside the package;
+    # test_wheel_has_no_answers.py searches a built wheel for every answer)...
+    assert not any(name.endswith(".toml") for name in data)
     # ...and the build configuration ships every one of them.
     assert data - package_data_shipped() == set()

@@ -9,12 +9,13 @@ import nbformat
 import pytest
 
 from autograder.course import Course
-from autograder.demo import EXAMPLES, grade_with_autograder
+from autograder.demo import grade_with_autograder
 from autograder.demo.examples import Example, load_examples
 from autograder.release import release
 from autograder.student.feedback import write_feedback
 from autograder.student.redact import WITHHELD_OUTPUT, hidden_blocks, redact_notebook
 from tests.conftest import REPO, copy_course
+from tests.examples import EXAMPLES
 
 # A student who tries to read the hidden tests through every route feedback could give:
 # a function a hidden test calls prints the kernel's input history and raises with it, and a

@@ -11,3 +11,7 @@ c = get_config()  # noqa: F821 - provided by traitlets when nbgrader loads this 
 # `autograder hub student-config --course-id ... --exchange ...` rewrites these two lines.
 c.CourseDirectory.course_id = "numpy-memory"
 c.Exchange.root = "/srv/nbgrader/exchange"
+
+# Submit as nbgrader does, then close the submission to other students (nbgrader leaves it
+# 0777 in the shared inbound/): autograder.hub.exchange, "submissions nobody else can change".
+c.ExchangeFactory.submit = "autograder.hub.nbgrader_exchange.PrivateSubmit"
