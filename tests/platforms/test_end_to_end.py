@@ -305,6 +305,8 @@ def test_the_build_states_the_total_and_what_each_setting_shows(gradescope_build
     assert "15 visible checks" in summary and "22 graded tests" in summary
     for setting in gradescope.VISIBILITIES:
         assert f"\n  {setting} " in summary
+    readme = (REPO / "README.md").read_text()  # its figures are the ones build prints
+    assert all(f"\n   {line}\n" in readme for line in summary.splitlines())
 
 
 def checks(results: dict) -> dict[str, dict]:
