@@ -28,14 +28,15 @@ def _gradescope(args: argparse.Namespace) -> int:
         return gradescope.run_gradescope(
             args.root or gradescope.DEFAULT_ROOT, material=args.material
         )
-    names = gradescope.build_gradescope(
+    built = gradescope.build_gradescope(
         course_root(args),
         out=args.out,
         assignment=args.assignment,
         hidden_visibility=args.hidden_visibility,
         limits=_container(args, gradescope.DEFAULT_LIMITS),
     )
-    print("\n".join(names) + f"\n{len(names)} files in {args.out}")
+    print("\n".join(built.files) + f"\n{len(built.files)} files in {args.out}\n")
+    print(built.summary())
     return 0
 
 
@@ -127,7 +128,9 @@ def _lms(args: argparse.Namespace) -> int:
             roster=args.roster, match=args.match, assignment_id=args.assignment_id or "", **common
         )
     else:
-        outcome = export_moodle(identifier=args.identifier, feedback=args.feedback, **common)
+        outcome = export_moodle(
+            identifier=args.identifier, feedback=args.feedback, roster=args.roster, **common
+        )
     print(outcome.summary())
     return outcome.exit_code
 
@@ -135,7 +138,7 @@ def _lms(args: argparse.Namespace) -> int:
 def _add_lms(commands: Commands) -> None:
     """``autograder lms canvas|moodle``: the gradebook as a learning platform's import CSV."""
     from autograder.platforms.canvas import MATCH_COLUMNS
-    from autograder.platforms.grades import CELL_CHOICES
+    from autograder.platforms.grades import CELL_CHOICES, OMIT
     from autograder.platforms.moodle import IDENTIFIERS
 
     shared = argparse.ArgumentParser(add_help=False)
@@ -157,8 +160,9 @@ def _add_lms(commands: Commands) -> None:
         shared.add_argument(
             f"--{kind}",
             choices=choices,
-            default="empty",
-            help=f"the cell of a student {what} (default: empty)",
+            default=OMIT,
+            help=f"a student {what}: {OMIT} leaves them out of the file, so the platform keeps "
+            f"the grade it has (default: {OMIT})",
         )
     lms = commands.add_parser("lms", help="write the grades as a Canvas or Moodle import CSV")
     platforms = lms.add_subparsers(dest="platform", metavar="PLATFORM", required=True)
@@ -184,6 +188,12 @@ def _add_lms(commands: Commands) -> None:
     )
     moodle.add_argument(
         "--feedback", action="store_true", help="add a feedback column (students see it)"
+    )
+    moodle.add_argument(
+        "--roster",
+        type=Path,
+        help="a CSV of the course's Moodle users (Grades > Export > Plain text file): students "
+        "it does not know are left out and listed, and the exit code is 1",
     )
     lms.set_defaults(run=_lms)
 

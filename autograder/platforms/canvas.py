@@ -1,10 +1,13 @@
 """Canvas: read the gradebook export an instructor downloads (the roster), write a CSV
 its gradebook import accepts.
 
-Canvas's import reads ``Student,ID,SIS User ID,SIS Login ID,Section`` (the identity
-columns, Section last), then one column per assignment titled ``Title (assignment
-id)``; a title without an id creates a new assignment. A row whose first cell is
-``Points Possible`` gives the assignment's points. ``EX`` excuses a student.
+Canvas's import (app/models/gradebook_importer.rb in canvas-lms) reads ``Student,ID,SIS
+User ID,SIS Login ID,Section`` (the identity columns, Section last), then one column per
+assignment titled ``Title (assignment id)``; a title without an id goes into the existing
+assignment of exactly that title, else creates a new assignment. A row whose first cell is
+``Points Possible`` gives the assignment's points. ``EX`` excuses a student. An empty cell
+against a score Canvas has is a change, which clears that score, while a student not in
+the file keeps what they have: so a student held back is left out (:mod:`grades`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autograder.grading.table import points
-from autograder.platforms.grades import ExportOutcome, Grades, Policy, cell_value
+from autograder.platforms.grades import OMIT, ExportOutcome, Grades, Policy, cell_value
 
 IDENTITY_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 # --match: which roster column holds the nbgrader student id (header spellings Canvas uses).
@@ -129,7 +132,10 @@ def assignment_column(roster: Roster, title: str, assignment_id: str | None) -> 
     for header in roster.assignment_columns:
         if header.rsplit(" (", 1)[0] == title:
             return header, f"the roster has the assignment: writing into its column {header!r}"
-    return title, f"no assignment id: Canvas creates a new assignment {title!r} on import"
+    return title, (
+        f"no assignment id: Canvas puts the grades into its assignment titled exactly {title!r}, "
+        "or creates a new one (give --assignment-id, or a roster exported after creating it)"
+    )
 
 
 def write_canvas(
@@ -141,7 +147,8 @@ def write_canvas(
     assignment_id: str | None = None,
     policy: Policy | None = None,
 ) -> ExportOutcome:
-    """Write the Canvas import file: one row per roster student, in the roster's order."""
+    """Write the Canvas import file: a row per roster student with a grade to give, in the
+    roster's order (the students held back by ``policy`` are left out)."""
     policy = policy or Policy()
     outcome = ExportOutcome(destination, problems=list(roster.problems), notices=[])
     column, note = assignment_column(roster, title, assignment_id)
@@ -154,15 +161,20 @@ def write_canvas(
         if student is None:
             if grades.only:  # an export of chosen students: the rest of the roster is not news
                 continue
-            value = "" if policy.missing == "empty" else policy.missing
+            value = None if policy.missing == OMIT else policy.missing
+            shown = (
+                "left out of the file (Canvas keeps its grade)"
+                if value is None
+                else f"cell {value}"
+            )
             outcome.held.append(
-                f"{entry.name} ({roster.column} {entry.key}): not in the gradebook -> cell "
-                f"{value or 'empty'}"
+                f"{entry.name} ({roster.column} {entry.key}): not in the gradebook -> {shown}"
             )
         else:
             matched.append(by_id[student])
             value = cell_value(by_id[student], policy)
-        rows.append([*entry.identity(), value])
+        if value is not None:
+            rows.append([*entry.identity(), value])
     outcome.hold(matched, policy)
     roster_keys = set(roster.by_key())
     for grade in grades.students:

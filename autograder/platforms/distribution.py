@@ -2,13 +2,18 @@
 
 The pins are the versions installed here, where the tests ran: the closure of this
 distribution's requirements (extras followed, environment markers evaluated for this
-machine, which is the Linux and Python the platforms' images run), each as
-``name==version``. An image installs them with ``pip install --no-deps``, so it gets
-exactly this set from the package index and resolves nothing of its own.
+machine), each as ``name==version``. An image installs them with ``--no-deps``, so it gets
+exactly this set from the package index and resolves nothing of its own. The pins hold for
+the interpreter they were resolved on, so each image runs that very CPython version
+(:func:`interpreter_version`): Gradescope's ``setup.sh`` installs it as a standalone build,
+PrairieLearn's ``Dockerfile`` starts from the official image of that version. Both are
+Linux x86_64 with glibc 2.35 or newer (Ubuntu 22.04 and 24.04, Debian 12), which accept
+every ``manylinux`` wheel up to ``manylinux_2_35``.
 """
 
 from __future__ import annotations
 
+import platform
 import subprocess
 import sys
 import tempfile
@@ -22,6 +27,19 @@ from autograder.platforms.single_submission import PlatformError
 
 DISTRIBUTION = "numpy-memory-autograder"
 PROJECT = Path(__file__).resolve().parents[2]  # the checkout this package runs from
+
+
+def interpreter_version() -> str:
+    """This interpreter's version, ``3.11.7``: the one the images install, since the pins
+    were resolved (and the tests run) on it. Only a released CPython has standalone builds
+    and official images."""
+    if platform.python_implementation() != "CPython" or sys.version_info.releaselevel != "final":
+        raise PlatformError(
+            f"build the platform's files with a released CPython (this is "
+            f"{platform.python_implementation()} {sys.version.split()[0]}): the image installs "
+            "the very version the pins were resolved on"
+        )
+    return platform.python_version()
 
 
 def pinned_requirements(root: str = DISTRIBUTION) -> list[str]:

@@ -5,8 +5,14 @@ edited by hand in formgrader. What happened while grading (flagged, ungradable,
 a notebook not submitted, a kernel that died) comes from the report
 ``autograder grade`` writes (``grading-report/students/<student>.json``), when
 there is one. Every student whose grade cannot go into the file as plain points
-is reported; what goes in their cell is a :class:`Policy`, never a silent
-blank or zero.
+is reported; whether they are in the file, and with what, is a :class:`Policy`.
+
+No file written here can erase a grade already in the platform: an empty cell
+would (Canvas posts it over an existing score; Moodle clears an existing grade
+item's grade with an empty cell or ``-``, and stores an empty cell into a new one
+as 0), so a student held back is left out of the file (both platforms then keep
+what they have), or written as the instructor explicitly chose: ``EX``, ``0`` or
+their points.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.grading.table import points
 
-# What a cell can hold when a student has no plain grade: their recorded points,
-# a blank (no grade from this file), Canvas's "excused", or a zero.
-CELL_CHOICES = ("score", "empty", "EX", "0")
+# What a student without a plain grade gets: their recorded points, no row at all (the
+# platform keeps what it has), Canvas's "excused", or a zero. Never an empty cell.
+OMIT = "omit"
+CELL_CHOICES = ("score", OMIT, "EX", "0")
 NOT_SUBMITTED = "not submitted"  # autograder.grading.staging's reason for a notebook left out
 # Statuses of a notebook that was graded but stopped early: its points count, and it is mentioned.
 _STOPPED = ("kernel died", "timed out", "over memory")
@@ -38,13 +45,14 @@ class Policy:
     ``missing``: no submission in the gradebook. ``flagged``: the grader found
     tampering (held back for your review by default). ``ungradable``: a submitted
     notebook could not be graded (corrupt, empty, not a notebook) or nothing
-    was submitted. Each is ``"empty"`` by default: the file gives those students
-    no grade, and the summary lists them.
+    was submitted. Each is ``"omit"`` by default: those students are left out of
+    the file, so the platform keeps whatever grade it has for them (one entered by
+    hand after a review included), and the summary lists them.
     """
 
-    missing: str = "empty"
-    flagged: str = "empty"
-    ungradable: str = "empty"
+    missing: str = OMIT
+    flagged: str = OMIT
+    ungradable: str = OMIT
 
     def __post_init__(self) -> None:
         for name in ("missing", "flagged", "ungradable"):
@@ -53,7 +61,7 @@ class Policy:
                     f"{name} must be one of {', '.join(CELL_CHOICES)}, not {getattr(self, name)!r}"
                 )
         if self.missing == "score":
-            raise ValueError("a student without a submission has no score: use empty, EX or 0")
+            raise ValueError("a student without a submission has no score: use omit, EX or 0")
 
     def choice(self, kind: Kind) -> str:
         return "score" if kind == "graded" else getattr(self, kind)
@@ -213,12 +221,12 @@ def _add_report(
         )
 
 
-def cell_value(grade: StudentGrade, policy: Policy) -> str:
-    """What the student's grade cell holds under ``policy``."""
+def cell_value(grade: StudentGrade, policy: Policy) -> str | None:
+    """What the student's grade cell holds under ``policy``; None: no row for them."""
     choice = policy.choice(grade.kind)
     if choice == "score":
         return points(grade.points or 0.0)
-    return "" if choice == "empty" else choice
+    return None if choice == OMIT else choice
 
 
 def feedback(grade: StudentGrade, max_points: float, policy: Policy) -> str:
@@ -227,7 +235,7 @@ def feedback(grade: StudentGrade, max_points: float, policy: Policy) -> str:
     if grade.kind == "missing":
         return "No submission was graded."
     parts = []
-    if value not in ("", "EX"):
+    if value not in (None, "EX"):
         parts.append(f"{value}/{points(max_points)} points.")
     elif grade.kind == "flagged":
         parts.append("Held for review by your instructor.")
@@ -245,6 +253,14 @@ def feedback(grade: StudentGrade, max_points: float, policy: Policy) -> str:
     return " ".join(parts)
 
 
+def row_text(grade: StudentGrade, policy: Policy) -> str:
+    """What the file does with a student without a plain grade, in the summary's words."""
+    value = cell_value(grade, policy)
+    return (
+        "left out of the file (the platform keeps its grade)" if value is None else f"cell {value}"
+    )
+
+
 @dataclass
 class ExportOutcome:
     """What an export wrote and what the instructor must know about it."""
@@ -252,7 +268,7 @@ class ExportOutcome:
     destination: Path
     rows: int = 0
     problems: list[str] = field(default_factory=list)  # the data is wrong: exit non-zero
-    held: list[str] = field(default_factory=list)  # students without a plain grade, and their cell
+    held: list[str] = field(default_factory=list)  # students without a plain grade, and their row
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -262,14 +278,13 @@ class ExportOutcome:
     def hold(self, grades: Iterable[StudentGrade], policy: Policy) -> None:
         for grade in grades:
             if grade.kind != "graded":
-                shown = cell_value(grade, policy) or "empty"
-                self.held.append(f"{grade.student}: {grade.reason()} -> cell {shown}")
+                self.held.append(f"{grade.student}: {grade.reason()} -> {row_text(grade, policy)}")
 
     def lines(self) -> list[tuple[str, str]]:
         """The summary as (severity, line): "info", "warning" (no plain grade), "error"."""
         lines = [("info", f"Wrote {self.rows} students to {self.destination}.")]
         for severity, title, items in (
-            ("warning", "Not a plain grade (the cell holds what the option says)", self.held),
+            ("warning", "Not a plain grade (in the file or not, as the option says)", self.held),
             ("info", "Notes", self.notices),
             ("error", "Problems (fix the data and export again)", self.problems),
         ):

@@ -3,7 +3,8 @@ and the same exports as nbgrader ``ExportPlugin`` classes for ``nbgrader export`
 
     nbgrader export --exporter autograder.platforms.lms.CanvasExport \\
         --CanvasExport.roster=roster.csv --to canvas.csv
-    nbgrader export --exporter autograder.platforms.lms.MoodleExport --to moodle.csv
+    nbgrader export --exporter autograder.platforms.lms.MoodleExport \\
+        --MoodleExport.roster=users.csv --to moodle.csv
 
 Both write the same file for the same options; see autograder.platforms.canvas and
 autograder.platforms.moodle for the formats, autograder.platforms.grades for where
@@ -23,8 +24,15 @@ from traitlets import Bool, Enum, Unicode
 from autograder import defaults
 from autograder.course import ASSIGNMENT
 from autograder.platforms.canvas import MATCH_COLUMNS, read_roster, write_canvas
-from autograder.platforms.grades import CELL_CHOICES, ExportOutcome, Grades, Policy, collect
-from autograder.platforms.moodle import IDENTIFIERS, write_moodle
+from autograder.platforms.grades import (
+    CELL_CHOICES,
+    OMIT,
+    ExportOutcome,
+    Grades,
+    Policy,
+    collect,
+)
+from autograder.platforms.moodle import IDENTIFIERS, read_moodle_roster, write_moodle
 
 
 def _open_grades(
@@ -71,8 +79,11 @@ def export_moodle(
     feedback: bool = False,
     policy: Policy | None = None,
     students: Sequence[str] = (),
+    roster: Path | None = None,
 ) -> ExportOutcome:
-    """Write ``to``, Moodle's grade import, for every gradebook student."""
+    """Write ``to``, Moodle's grade import, for the gradebook's students (checked against
+    ``roster``, a CSV of the course's users, when given)."""
+    users = read_moodle_roster(roster, identifier) if roster else None  # a wrong roster fails first
     grades = _open_grades(gradebook, assignment, report_dir, students)
     return write_moodle(
         grades,
@@ -81,6 +92,7 @@ def export_moodle(
         title=title or assignment,
         with_feedback=feedback,
         policy=policy,
+        roster=users,
     )
 
 
@@ -98,14 +110,14 @@ class _PlatformExport(ExportPlugin):
     )
     missing = Enum(
         [c for c in CELL_CHOICES if c != "score"],
-        "empty",
-        help="the cell of a student without a submission",
+        OMIT,
+        help="a student without a submission: omit (no row: the platform keeps its grade), EX, 0",
     ).tag(config=True)
     flagged = Enum(
-        CELL_CHOICES, "empty", help="the cell of a flagged student (score: their points)"
+        CELL_CHOICES, OMIT, help="a flagged student: omit (no row), score (their points), EX, 0"
     ).tag(config=True)
     ungradable = Enum(
-        CELL_CHOICES, "empty", help="the cell of a student with an ungradable notebook"
+        CELL_CHOICES, OMIT, help="a student with an ungradable notebook: omit, score, EX, 0"
     ).tag(config=True)
 
     def _options(self, gradebook: Gradebook) -> tuple[Grades, Path, Policy]:
@@ -173,9 +185,13 @@ class MoodleExport(_PlatformExport):
         IDENTIFIERS, "username", help="the Moodle user field the id column is mapped to"
     ).tag(config=True)
     feedback = Bool(False, help="add a feedback column (the student sees it)").tag(config=True)
+    roster = Unicode(
+        "", help="a CSV of the course's Moodle users with the identifier's column, to check against"
+    ).tag(config=True)
 
     def export(self, gradebook: Gradebook) -> None:
         try:
+            users = read_moodle_roster(Path(self.roster), self.identifier) if self.roster else None
             grades, to, policy = self._options(gradebook)
             outcome = write_moodle(
                 grades,
@@ -184,6 +200,7 @@ class MoodleExport(_PlatformExport):
                 title=self.title or grades.assignment,
                 with_feedback=self.feedback,
                 policy=policy,
+                roster=users,
             )
         except (ValueError, FileNotFoundError) as error:
             self._fail(error)

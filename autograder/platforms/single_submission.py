@@ -35,6 +35,7 @@ from autograder import defaults
 from autograder.course import ASSIGNMENT, Course
 from autograder.grading.run import grade
 from autograder.platforms.uploads import FIX_UPLOAD, Intake, take_notebooks
+from autograder.platforms.visible import VisibleResult, visible_results
 from autograder.release import release
 
 STUDENT = "student"  # the one student of a throw-away course (the platform knows who it is)
@@ -108,6 +109,8 @@ class SubmissionResult:
     intake: Intake
     report: dict[str, Any] | None = None
     hidden_tests: set[str] = field(default_factory=set)  # grade_ids with hidden parts
+    # Each exercise's visible part, as `autograder check` prints it (graded notebooks only).
+    visible: list[VisibleResult] = field(default_factory=list)
     seconds: float = 0.0
     error: str = ""  # the grader's own failure, for the instructor (a traceback)
 
@@ -170,7 +173,7 @@ def hidden_test_ids(source: Path) -> set[str]:
     return hidden
 
 
-def _expected_notebooks(release_folder: Path) -> dict[str, set[str]]:
+def expected_notebooks(release_folder: Path) -> dict[str, set[str]]:
     """Notebook name -> grade_ids of its graded or locked cells (how renamed uploads match)."""
     expected = {}
     for path in sorted(release_folder.glob("*.ipynb")):
@@ -209,7 +212,7 @@ def grade_upload(
         course = Course(tmp / "course", assignment=settings["assignment"])
         shutil.copytree(material, course.root, ignore=shutil.ignore_patterns(SETTINGS))
         result.hidden_tests = hidden_test_ids(course.source)
-        expected = _expected_notebooks(course.release)
+        expected = expected_notebooks(course.release)
         result.intake = take_notebooks(
             upload, course.submitted / STUDENT / course.assignment, expected
         )
@@ -230,12 +233,23 @@ def grade_upload(
             student_timeout=options["student_timeout"],
         )
         result.report = run.students[0].to_json()  # the report grade() also saved
+        result.visible = _visible(course, result.report)
     except Exception:  # the grader's failure must still become a results file
         result.error = traceback.format_exc()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def _visible(course: Course, report: dict[str, Any]) -> list[VisibleResult]:
+    """The visible verdicts of the notebooks that ran (read before the course is deleted)."""
+    found = []
+    for notebook in report["notebooks"]:
+        graded = course.autograded / STUDENT / course.assignment / f"{notebook['notebook']}.ipynb"
+        if notebook["cells"] and notebook["status"] != "ungradable" and graded.is_file():
+            found += visible_results(graded)
+    return found
 
 
 # -- what to tell whom ------------------------------------------------------------------------

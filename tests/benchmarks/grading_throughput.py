@@ -1,6 +1,6 @@
 """Grading throughput, its limit, its growth and the cost of the protections, for the README.
 
-What it measures, on submissions built from the example TOMLs in ``autograder/demo/submissions/``
+What it measures, on submissions built from the example TOMLs in ``tests/examples/submissions/``
 (cycled, with distinct student ids, until there are ``--submissions`` of them):
 
 1. Throughput, four rows on the same submissions, each command run from its course root:

@@ -5,7 +5,7 @@ student users fetch, fill in answers (one solved, one with wrong quiz answers, s
 the second time after the due date), validate and submit, each as themselves; the instructor
 collects, grades with ``autograder grade`` and returns feedback, which each student fetches.
 The answers and the scores they must earn come from the bundled examples
-(``autograder/demo/submissions``): passes-all and fails-quiz-thinks-del-always-frees.
+(``tests/examples/submissions``): passes-all and fails-quiz-thinks-del-always-frees.
 """
 
 from __future__ import annotations

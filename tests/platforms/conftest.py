@@ -1,5 +1,5 @@
 """Helpers for the platform tests: the results files' JSON Schemas, a report as
-``autograder grade`` writes it."""
+``autograder grade`` writes it, and each platform's files built once for the session."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 
 SCHEMAS = Path(__file__).parent / "schemas"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
@@ -72,3 +73,21 @@ def report(*notebooks: dict[str, Any]) -> dict[str, Any]:
         ],
         "notes": [],
     }
+
+
+@pytest.fixture(scope="session")
+def gradescope_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """Gradescope's zip, built once (a release and a wheel: tens of seconds)."""
+    from autograder.platforms import gradescope
+
+    out = tmp_path_factory.mktemp("gradescope") / "autograder.zip"
+    return out, gradescope.build_gradescope(REPO, out=out)
+
+
+@pytest.fixture(scope="session")
+def prairielearn_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """PrairieLearn's question, grader files and image, built once."""
+    from autograder.platforms import prairielearn
+
+    out = tmp_path_factory.mktemp("question")
+    return out, prairielearn.build_prairielearn(REPO, out=out, image="example/grader:1")

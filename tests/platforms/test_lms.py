@@ -152,30 +152,29 @@ def _canvas(course: Path, **options):
     )
 
 
-def test_canvas_file_has_the_identity_columns_points_row_and_one_row_per_roster_student(course):
+def test_canvas_file_has_the_identity_columns_points_row_and_a_row_per_graded_student(course):
+    """By default a student without a plain grade has no row: Canvas keeps what it has."""
     outcome = _canvas(course)
     assert _rows(course / "canvas.csv") == [
         [*IDENTITY, ASSIGNMENT],
         ["Points Possible", "", "", "", "", "29"],
         ["Adams, Alice", "101", "S1", "alice", "A", "29"],
         ["Brown, Bob", "102", "S2", "bob", "A", "14"],
-        ["Clark, Carol", "103", "S3", "carol", "B", ""],
-        ["Davis, Dave", "104", "S4", "dave", "B", ""],
-        ["Evans, Erin", "105", "S5", "erin", "B", ""],
-        ["Green, Gina", "107", "S7", "gina", "B", ""],
     ]
     assert outcome.exit_code == 0 and outcome.problems == []
     held = "\n".join(outcome.held)
+    kept = "left out of the file (the platform keeps its grade)"
     for expected in (
-        "carol: flagged: 04_exercises (monkeypatch) -> cell empty",
-        "dave: not graded: 04_exercises (the file is empty) -> cell empty",
-        "erin: no submission -> cell empty",
-        "Green, Gina (SIS Login ID gina): not in the gradebook -> cell empty",
+        f"carol: flagged: 04_exercises (monkeypatch) -> {kept}",
+        f"dave: not graded: 04_exercises (the file is empty) -> {kept}",
+        f"erin: no submission -> {kept}",
+        "Green, Gina (SIS Login ID gina): not in the gradebook -> left out of the file (Canvas "
+        "keeps its grade)",
     ):
         assert expected in held
     assert len(outcome.held) == 4
     assert any("test student" in note for note in outcome.notices)
-    assert any("creates a new assignment" in note for note in outcome.notices)
+    assert any("or creates a new one" in note for note in outcome.notices)
 
 
 def test_canvas_cells_follow_the_policy(course):
@@ -202,7 +201,7 @@ def test_a_student_missing_from_the_roster_is_a_problem_not_a_dropped_grade(cour
         "not in the file"
     ]
     assert "frank" not in (course / "canvas.csv").read_text()
-    assert len(_rows(course / "canvas.csv")) == 2 + len(ROSTER)  # everyone else is written
+    assert [row[3] for row in _rows(course / "canvas.csv")[2:]] == ["alice", "bob"]  # the rest
 
 
 def test_a_roster_with_duplicate_or_missing_ids_is_reported_and_those_rows_get_no_grade(course):
@@ -216,6 +215,7 @@ def test_a_roster_with_duplicate_or_missing_ids_is_reported_and_those_rows_get_n
     assert "SIS Login ID 'bob' appears 2 times (Brown, Bob; Alias, Bob)" in problems
     assert "roster line 7 (No, Login): no SIS Login ID" in problems
     assert "bob: 14 points in the gradebook, but more than one roster row" in problems
+    _canvas(course, policy=Policy(flagged="score"))
     written = {row[3] for row in _rows(course / "canvas.csv")[2:]}
     assert written == {"alice", "carol"}
 
@@ -266,16 +266,25 @@ def test_moodle_file_has_an_identifier_the_grade_and_feedback(course):
         ["useremail", ASSIGNMENT, "Feedback"],
         ["alice@uni.example", "29", "29/29 points."],
         ["bob@uni.example", "14", "14/29 points."],
-        [
-            "carol@uni.example",
-            "",
-            "Held for review by your instructor. Flagged for review: 04_exercises (monkeypatch).",
-        ],
-        ["dave@uni.example", "", "Could not be graded: 04_exercises (the file is empty)."],
-        ["erin@uni.example", "", "No submission was graded."],
     ]
     assert outcome.exit_code == 0
     assert any("maximum to 29 points" in note for note in outcome.notices)
+    assert any("Moodle offers it only for an existing item" in note for note in outcome.notices)
+    assert any(note.startswith("no --roster") for note in outcome.notices)
+    _moodle(course, identifier="useremail", feedback=True, policy=Policy("0", "0", "0"))
+    assert _rows(course / "moodle.csv")[3:] == [
+        [
+            "carol@uni.example",
+            "0",
+            "0/29 points. Flagged for review: 04_exercises (monkeypatch).",
+        ],
+        [
+            "dave@uni.example",
+            "0",
+            "0/29 points. Could not be graded: 04_exercises (the file is empty).",
+        ],
+        ["erin@uni.example", "0", "No submission was graded."],
+    ]
 
 
 def test_moodle_without_feedback_and_a_score_policy(course):
@@ -300,7 +309,7 @@ def test_moodle_refuses_excused_and_reports_shared_or_missing_emails(course):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         gradebook.update_or_create_student("bob", email="alice@uni.example")
         gradebook.update_or_create_student("erin", email="")
-    outcome = _moodle(course, identifier="useremail")
+    outcome = _moodle(course, identifier="useremail", policy=Policy("0", "0", "0"))
     assert outcome.exit_code == 1
     assert [p.split(":")[0] for p in outcome.problems] == ["alice", "bob", "erin"]
     assert [row[0] for row in _rows(course / "moodle.csv")] == [
@@ -308,6 +317,35 @@ def test_moodle_refuses_excused_and_reports_shared_or_missing_emails(course):
         "carol@uni.example",
         "dave@uni.example",
     ]
+
+
+def _moodle_users(path: Path, *logins: str) -> Path:
+    """Moodle's grade export (Grades > Export > Plain text file), with the Username column a
+    site can add; its byte-order mark."""
+    with path.open("w", newline="", encoding="utf-8-sig") as file:
+        writer = csv.writer(file)
+        writer.writerow(["First name", "Last name", "Username", "ID number", "Email address"])
+        writer.writerows(
+            [login.title(), "X", login, "", f"{login}@uni.example"] for login in logins
+        )
+    return path
+
+
+def test_moodle_leaves_out_and_lists_users_the_roster_does_not_know(course):
+    """One identifier that matches no Moodle user makes Moodle reject the whole import
+    (grade/import/csv/classes/load_data.php, check_user_exists): such a student is left out,
+    named, and the exit code is 1; everyone else is written."""
+    roster = _moodle_users(course / "users.csv", "ALICE", "carol", "dave", "erin")
+    outcome = _moodle(course, roster=roster, policy=Policy(flagged="score"))
+    assert outcome.exit_code == 1
+    assert [p.split(":")[0] for p in outcome.problems] == ["bob"]
+    assert "no user with username 'bob' in the roster" in outcome.problems[0]
+    assert [row[0] for row in _rows(course / "moodle.csv")[1:]] == ["alice", "carol"]
+    by_email = _moodle(course, roster=roster, identifier="useremail")
+    assert [p.split(":")[0] for p in by_email.problems] == ["bob"]
+    (course / "wrong.csv").write_text("First name,Last name\nA,B\n")
+    with pytest.raises(ValueError, match="no 'ID number' or 'idnumber'"):
+        _moodle(course, roster=course / "wrong.csv", identifier="useridnumber")
 
 
 def test_without_a_report_nothing_is_known_to_be_flagged_and_that_is_said(course):
@@ -352,6 +390,9 @@ def test_cli_writes_both_files_and_exits_by_the_problems(course, capsys):
     assert {row[3]: row[5] for row in _rows(course / "c.csv")[2:]}["carol"] == "12"
     assert main([*args, "moodle", "--to", str(course / "m.csv"), "--feedback"]) == 0
     assert _rows(course / "m.csv")[0] == ["username", ASSIGNMENT, "Feedback"]
+    users = _moodle_users(course / "users.csv", "alice")
+    assert main([*args, "moodle", "--to", str(course / "m.csv"), "--roster", str(users)]) == 1
+    assert [row[0] for row in _rows(course / "m.csv")[1:]] == ["alice"]
     out = capsys.readouterr().out
     assert "carol: flagged: 04_exercises (monkeypatch) -> cell 12" in out
     assert (
@@ -479,5 +520,6 @@ def test_bundled_examples_get_the_points_autograder_grade_recorded(tmp_path):
         to=course.root / "canvas.csv",
         report_dir=report,
     )
-    held = {row[3] for row in _rows(course.root / "canvas.csv")[2:] if row[5] == ""}
-    assert held == {"cheat-rebinds-checks", "ungradable-empty-file"}
+    written = {row[3] for row in _rows(course.root / "canvas.csv")[2:]}
+    assert written == set(E2E_EXAMPLES) - {"cheat-rebinds-checks", "ungradable-empty-file"}
+    assert all(row[5] for row in _rows(course.root / "canvas.csv"))  # never an empty cell

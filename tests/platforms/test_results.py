@@ -16,8 +16,10 @@ from autograder.platforms.single_submission import (
     instructor_log,
 )
 from autograder.platforms.uploads import Intake
+from autograder.platforms.visible import VisibleResult
 
 from .conftest import cell, notebook, report
+from .rules import gradescope_student_view
 
 QUIZ = "02_quiz"
 EXERCISES = "04_exercises"
@@ -32,6 +34,13 @@ def honest() -> SubmissionResult:
             notebook(EXERCISES, [cell("ex1_size_test", 1, 1), cell("ex1_freed_test", 2, 2)]),
         ),
         hidden_tests={"q1_test", "ex1_freed_test"},
+        visible=[
+            VisibleResult(QUIZ, "q1", "Question 1", ("q1_test",), "passed", hidden="the answer."),
+            VisibleResult(QUIZ, "q2", "Question 2", ("q2_test",), "passed"),
+            VisibleResult(
+                EXERCISES, "ex1", "Exercise 1", ("ex1_size_test", "ex1_freed_test"), "passed"
+            ),
+        ],
     )
 
 
@@ -45,6 +54,11 @@ def wrong() -> SubmissionResult:
             )
         ),
         hidden_tests={"ex2_freed_test"},
+        visible=[  # the visible part passed: the hidden part failed
+            VisibleResult(
+                EXERCISES, "ex2", "Exercise 2", ("ex2_values_test", "ex2_freed_test"), "passed"
+            )
+        ],
     )
 
 
@@ -98,8 +112,11 @@ def test_gradescope_results_follow_the_specification(kind, gradescope_schema):
     results = gradescope.gradescope_results(result)
     gradescope_schema.validate(results)
     assert results["score"] == result.report["score"]
-    assert sum(t["max_score"] for t in results["tests"]) == result.report["max_score"]
+    graded = [t for t in results["tests"] if "max_score" in t]
+    assert sum(t["max_score"] for t in graded) == result.report["max_score"]
     assert len({t["number"] for t in results["tests"]}) == len(results["tests"])
+    checks = [t for t in results["tests"] if "max_score" not in t]
+    assert all(t["visibility"] == "visible" and "score" not in t for t in checks)
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -110,11 +127,43 @@ def test_prairielearn_results_follow_the_specification(kind, prairielearn_schema
 
 
 def test_hidden_tests_wait_for_publishing_and_the_others_are_visible():
-    tests = {t["name"].split(": ")[1]: t for t in gradescope.gradescope_results(honest())["tests"]}
-    assert tests["q1_test"]["visibility"] == "after_published"
-    assert tests["q2_test"]["visibility"] == "visible"
+    results = gradescope.gradescope_results(honest())
+    tests = {t["name"]: t for t in results["tests"]}
+    assert tests["02_quiz: q1_test"]["visibility"] == "after_published"
+    assert tests["02_quiz: q2_test"]["visibility"] == "visible"
     again = gradescope.gradescope_results(honest(), hidden_visibility="hidden")["tests"]
     assert {t["visibility"] for t in again} == {"hidden", "visible"}
+
+
+def test_each_exercise_has_a_visible_check_before_its_graded_tests():
+    """One visible test per exercise and quiz question, no points, then its graded cells."""
+    tests = gradescope.gradescope_results(honest())["tests"]
+    assert [(t["number"], t["name"]) for t in tests] == [
+        ("1.1", "Question 1: visible tests"),
+        ("1.1.1", "02_quiz: q1_test"),
+        ("1.2", "Question 2: visible tests"),
+        ("1.2.1", "02_quiz: q2_test"),
+        ("2.1", "Exercise 1: visible tests"),
+        ("2.1.1", "04_exercises: ex1_size_test"),
+        ("2.1.2", "04_exercises: ex1_freed_test"),
+    ]
+    assert tests[0]["output"] == "passed\nWhen graded, hidden tests also check the answer."
+
+
+def test_right_after_submitting_a_student_sees_the_visible_verdicts_not_the_hidden_points():
+    """Gradescope's rules (rules.gradescope_student_view, from docs/specs.md): with the
+    hidden parts after_published, the checks show at once and a hidden failure does not."""
+    results = gradescope.gradescope_results(wrong())
+    now = gradescope_student_view(results)
+    assert [(t["name"], t["status"]) for t in now["tests"]] == [
+        ("Exercise 2: visible tests", "passed"),
+        ("04_exercises: ex2_values_test", "passed"),
+    ]
+    assert now["score"] is None  # a test is hidden, so is the total
+    assert "a view keeps its base" not in str(now)
+    published = gradescope_student_view(results, published=True)
+    assert published["score"] == 1 and len(published["tests"]) == 3
+    assert "a view keeps its base" in str(published)
 
 
 def test_a_failed_test_says_what_the_check_said():
@@ -148,6 +197,22 @@ def test_prairielearn_does_not_count_an_attempt_with_nothing_gradable():
     assert results["gradable"] is False
     assert any("not valid JSON" in error for error in results["format_errors"])
     assert "score" not in results
+
+
+def test_prairielearn_does_not_count_an_upload_without_every_graded_notebook():
+    """As PrairieLearn treats an upload that lacks a required file: not graded, not counted,
+    and format_errors say what to upload."""
+    result = honest()
+    result.report["notebooks"][1] = notebook(
+        QUIZ, [cell("q1_test", 0, 1, "not graded: not submitted")], "ungradable", "not submitted"
+    )
+    results = prairielearn.prairielearn_results(result)
+    assert results["gradable"] is False and "score" not in results
+    assert results["format_errors"][0] == "02_quiz.ipynb is not in your upload."
+    assert (
+        "Upload every graded notebook together (02_quiz.ipynb, 04_exercises.ipynb)"
+        in (results["format_errors"][-1])
+    )
 
 
 def test_prairielearn_scores_a_fraction_with_points_per_test():

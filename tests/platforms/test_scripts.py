@@ -13,7 +13,7 @@ import pytest
 from autograder.platforms import gradescope, prairielearn
 
 SCRIPTS = {
-    "setup.sh": gradescope.SETUP_SH,
+    "setup.sh": gradescope.setup_sh("3.11.7"),
     "run_autograder": gradescope.RUN_AUTOGRADER,
     "run_grader": prairielearn.RUN_GRADER,
 }
@@ -28,13 +28,19 @@ def test_scripts_are_bash_with_a_shebang(name, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-def test_setup_installs_only_the_pinned_set_and_the_shipped_wheel():
-    installs = [line for line in gradescope.SETUP_SH.splitlines() if "install" in line]
-    pip = [line for line in installs if "pip install" in line]
-    assert all("--no-deps" in line for line in pip) and len(pip) == 2
-    assert any("-r requirements.txt" in line for line in pip)
-    assert any("./*.whl" in line for line in pip)
-    assert not any(word in gradescope.SETUP_SH for word in ("curl", "wget", "conda", "http"))
+def test_setup_installs_the_pinned_set_and_the_shipped_wheel_on_the_tested_python():
+    """setup.sh's installs: uv pinned, CPython of exactly the given version, then the pins and
+    the wheel with --no-deps (nothing resolved on the image); no other download."""
+    script = gradescope.setup_sh("3.11.7")
+    installs = [line for line in script.splitlines() if " install " in line]
+    assert f"uv=={gradescope.UV}" in installs[1] and "--no-deps" in installs[1]
+    assert installs[2].endswith("uv python install 3.11.7")
+    pip = [line for line in installs if "uv pip install" in line]
+    assert len(pip) == 2 and all("--no-deps" in line for line in pip)
+    assert "--only-binary :all:" in script and "-r requirements.txt" in script
+    assert "--python 3.11.7 --python-preference only-managed" in script
+    assert not any(word in script for word in ("curl", "wget", "conda", "http"))
+    assert "python3.11" not in installs[0]  # not apt's 3.11.0
 
 
 def run_script(text: str, root: Path, env_root: str) -> dict:
@@ -52,10 +58,31 @@ def test_run_autograder_writes_results_when_the_grader_cannot_start(tmp_path, gr
     assert "could not grade" in results["output"]
 
 
-def test_run_grader_writes_results_when_the_grader_cannot_start(tmp_path, prairielearn_schema):
-    results = run_script(prairielearn.RUN_GRADER, tmp_path, str(tmp_path))
+def test_run_grader_writes_results_and_exits_0_when_the_grader_cannot_start(
+    tmp_path, prairielearn_schema
+):
+    """grader-host (apps/grader-host/src/index.ts, runJob) reads results/results.json only when
+    the entrypoint exits 0; any other exit shows the student "Unknown error; please contact
+    course staff" (elements/pl-external-grader-results). So the fallback must exit 0."""
+    script = tmp_path / "run_grader"
+    script.write_text(prairielearn.RUN_GRADER)
+    script.chmod(0o755)
+    env = {**os.environ, "AUTOGRADER_BIN": "/bin/false", "AUTOGRADER_ROOT": str(tmp_path)}
+    done = subprocess.run([str(script)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
     prairielearn_schema.validate(results)
-    assert results["gradable"] is False
+    assert results["gradable"] is False and "could not start" in results["message"]
+
+
+def test_run_grader_exits_non_zero_only_when_it_could_not_write_results(tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    script = tmp_path / "run_grader"
+    script.write_text(prairielearn.RUN_GRADER)
+    script.chmod(0o755)
+    root = tmp_path / "not-a-folder" / "grade"  # nothing can be written under a file
+    env = {**os.environ, "AUTOGRADER_BIN": "/bin/false", "AUTOGRADER_ROOT": str(root)}
+    assert subprocess.run([str(script)], env=env, capture_output=True).returncode != 0
 
 
 def test_gradescope_run_without_material_still_writes_results(tmp_path, gradescope_schema, capsys):
@@ -69,6 +96,13 @@ def test_prairielearn_run_without_material_still_writes_results(tmp_path, prairi
     assert prairielearn.run_prairielearn(tmp_path) == 0
     results = json.loads((tmp_path / "results" / "results.json").read_text())
     prairielearn_schema.validate(results)
+    assert prairielearn.run_prairielearn(tmp_path / "missing" / "x") == 0  # results/ is made
+
+
+def test_prairielearn_run_that_cannot_write_results_says_so(tmp_path, capsys):
+    (tmp_path / "results").write_text("a file where the folder should be")
+    assert prairielearn.run_prairielearn(tmp_path) == 1
+    assert "COULD NOT WRITE THE RESULTS" in capsys.readouterr().out
 
 
 def test_cli_verbs_reach_their_platform():
