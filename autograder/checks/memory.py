@@ -34,7 +34,7 @@ class TracingOffError(CheckFailed):
 
 # Frames kept per allocation: enough to look past NumPy's own Python functions (np.copy,
 # np.linspace, ...) to the code that called them, so a library's arrays are told apart
-# from the notebook's (see notebook_numpy_bytes). Costs ~1.3x tracing with one frame on allocation-heavy code (a .tolist() of millions).
+# from the notebook's (see notebook_held_bytes). Costs ~1.3x tracing with one frame on allocation-heavy code (a .tolist() of millions).
 TRACE_FRAMES = 3
 
 
@@ -97,17 +97,6 @@ def _made_by_library(frames: tuple[tuple[str, int], ...]) -> bool:
         if not _passes_on(filename):
             return _third_party(filename)
     return False  # nothing but pass-through frames: count it, to be safe
-
-
-def notebook_numpy_bytes() -> int:
-    """The bytes of NumPy buffers the notebook's own code allocated, leaving out arrays that
-    libraries (matplotlib, pandas, scipy...) make and keep for themselves."""
-    require_tracing()
-    return sum(
-        trace[1]
-        for trace in _raw_traces()
-        if trace[0] == NUMPY_DOMAIN and not _made_by_library(trace[2])
-    )
 
 
 @functools.lru_cache(maxsize=4096)

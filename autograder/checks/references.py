@@ -11,6 +11,8 @@ that ends at the buffer's owner or at a view of it:
 * Jupyter's output cache (``Out``, ``_``, ``__``, ``___``, ``_7``, the last
   result);
 * the last exception's traceback, whose frames keep their local variables.
+
+Each holder comes with its fix (:mod:`.advice`): code that runs as written in the notebook.
 """
 
 from __future__ import annotations

@@ -17,21 +17,27 @@ QUIZ = "02_quiz_what_del_frees"
 EXERCISES = "04_exercises_free_and_budget_memory"
 
 
-@pytest.mark.slow
-def test_validate_and_check_fail_the_same_cells(tmp_path):
-    course = copy_course(tmp_path / "course")  # nbgrader reads its nbgrader_config.py
-    answers = {f"q{n}_answer": f'q{n} = "B"' for n in range(1, 9)}
-    answers["q2_answer"] = 'q2 = "the second one"'  # wrong: not a letter
-    path = student_notebook(tmp_path / "student", QUIZ, answers)
+def validate(path, course) -> subprocess.CompletedProcess:
+    """``nbgrader validate`` on the student's notebook, with the course's configuration."""
     done = subprocess.run(
         [sys.executable, "-m", "nbgrader", "validate", str(path)],
         cwd=course,
         env=tool_environment(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.slow
+def test_validate_and_check_fail_the_same_cells(tmp_path):
+    course = copy_course(tmp_path / "course")  # nbgrader reads its nbgrader_config.py
+    answers = {f"q{n}_answer": f'q{n} = "B"' for n in range(1, 9)}
+    answers["q2_answer"] = 'q2 = "the second one"'  # wrong: not a letter
+    path = student_notebook(tmp_path / "student", QUIZ, answers)
+    done = validate(path, course)
     tests = {
         cell.metadata["nbgrader"]["grade_id"]: cell.source
         for cell in nbformat.read(path, as_version=4).cells
@@ -60,15 +66,7 @@ def test_validate_shows_a_memory_failure_from_the_students_line_within_its_width
         "import io\nbackup = io.BytesIO(grid.tobytes())\ngrid_nbytes = grid.nbytes\ndel grid"
     )
     path = student_notebook(tmp_path / "student", EXERCISES, answers)
-    done = subprocess.run(
-        [sys.executable, "-m", "nbgrader", "validate", str(path)],
-        cwd=course,
-        env=tool_environment(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
+    done = validate(path, course)
     assert "VALIDATION FAILED ON 1 CELL(S)" in done.stdout, done.stdout
     error = done.stdout.split("The error was:", 1)[1]
     assert "autograder/checks" not in error and "site-packages" not in error, error
