@@ -10,14 +10,15 @@ from ..conftest import Kernel, started_kernel
 
 # What a fresh kernel does not have and a test may leave behind in a shared one: the last
 # error and its traceback, tracked labels, a disabled collector, the tracer (SETUP starts it
-# again), and the notebook's names and output cache.
+# again), an array a test stored on numpy (np.saved), and the notebook's names and output cache.
 RESET = """
 from autograder import checks
 checks.forget_last_error()
 checks._tracked.clear()
-import gc, tracemalloc
+import gc, tracemalloc, numpy
 gc.enable()
 tracemalloc.stop()
+vars(numpy).pop("saved", None)
 %reset -f
 """
 

@@ -148,7 +148,13 @@ CASES = {
         (ARRAY + "import io\nbackup = io.BytesIO(held.tobytes())\ndel held",), "", "`backup`", 2
     ),
     "JSON text": Case(
-        (ARRAY + "import json\ntext = json.dumps(held.tolist())\ndel held",), "", "`text`", 2
+        (
+            ARRAY
+            + "import json\ntext = json.dumps(held[::4].tolist())  # a quarter, as text\ndel held",
+        ),
+        "",
+        "`text`",
+        2,
     ),
     "a dict of chunks": Case(
         (
