@@ -96,6 +96,7 @@ def _require_array(value: Any, what: str) -> np.ndarray:
 
 def track(array: np.ndarray, label: str) -> None:
     """Remember the buffer behind ``array`` under ``label`` (its owner, following ``.base``)."""
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     _require_array(array, f"The value tracked as {label!r}")
     owner = buffer_owner(array)
@@ -131,6 +132,7 @@ def holders_of(label: str) -> list[str]:
     It only looks: it does not run the garbage collector, so an array that only a
     reference cycle holds is still there afterwards, until the collector runs.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     tracked = _lookup(label)
     holders = _holders(tracked)
     if any(holder.kind != "unnamed holder" for holder in holders):
@@ -242,6 +244,7 @@ def assert_freed(label: str, *, keep_bytes: int = 0, expected_nbytes: int | None
     copy, a smaller dtype). ``expected_nbytes`` is the size the exercise asked for, so freeing a
     smaller stand-in proves nothing.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     tracked = _lookup(label)
     if expected_nbytes is not None and tracked.nbytes != expected_nbytes:
@@ -331,6 +334,7 @@ def assert_no_leak(
     costs a few calls' time and memory, not all of them. The holder is named where it
     can be found: a container that grew, or where the last input or result is kept.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     name = getattr(func, "__name__", "the function")
     func(*make_args())  # warm-up: one-off caches (imports, lazy tables) are not leaks
@@ -376,6 +380,7 @@ def assert_peak_below(
     traces is large when the notebook keeps millions of Python objects, and it would
     show in the kernel's peak memory, which the grader also reads from outside.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     name = getattr(func, "__name__", "the function")
     tracemalloc.reset_peak()
@@ -398,6 +403,7 @@ def assert_in_place(
 ) -> None:
     """Call ``func(array)`` and fail unless it changed ``array`` in its own buffer,
     without any temporary bigger than ``max_peak_fraction`` of its size."""
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     _require_array(array, "The array to transform")
     name = getattr(func, "__name__", "the function")

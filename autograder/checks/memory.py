@@ -182,6 +182,7 @@ def measure() -> Iterator[Measurement]:
     m.peak_bytes  # 8,000,000 and a little
     m.net_bytes   # 0: the temporary is gone
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     result = Measurement()
     numpy_before = numpy_bytes()
@@ -206,6 +207,7 @@ def measure_call(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> tupl
     The result is still held when ``net_bytes`` is taken, so a function that
     returns a new array shows that array in ``net_bytes``.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     with measure() as measured:
         result = func(*args, **kwargs)
     return result, measured
