@@ -47,6 +47,11 @@ class CellRun:
     error: str | None = None  # "ename: evalue" of an uncaught exception
     results: list[str] = field(default_factory=list)  # text/plain of displayed results
 
+    @property
+    def message(self) -> str | None:
+        """The error on one line, as written before the checks wrapped it at 80 columns."""
+        return " ".join(self.error.split()) if self.error is not None else None
+
 
 def collect_into(run: CellRun) -> Callable[[dict], None]:
     """An output hook for ``execute_interactive`` that fills ``run`` from IOPub messages."""

@@ -28,25 +28,29 @@ from typing import Any
 
 import numpy as np
 
+from autograder.checks.advice import Holder, collect_fix, quoted
 from autograder.checks.copies import Fingerprint, find_copies, fingerprint
 from autograder.checks.memory import (
     describe_bytes,
     held_bytes,
     measure,
     measure_call,
-    notebook_numpy_bytes,
+    notebook_held_bytes,
     numpy_bytes,
     require_tracing,
     start_tracing,
 )
+from autograder.checks.messages import CheckFailed
 from autograder.checks.references import (
-    Holder,
     buffer_owner,
     current_shell,
     find_holders,
     forget_last_error,
+    held_only_by_a_cycle,
     notebook_namespace,
+    notebook_variables,
 )
+from autograder.checks.sizes import largest_holders
 
 __all__ = [
     "assert_freed",
@@ -70,9 +74,13 @@ class _Tracked:
     label: str
     ref: weakref.ref
     nbytes: int
-    # NumPy bytes the notebook's own code held (libraries' arrays left out) when tracked.
+    # What the notebook's own code held when tracked: NumPy bytes (libraries' arrays left
+    # out) and Python objects (bytes, text, lists...), read by memory.notebook_held_bytes.
     numpy_bytes_when_tracked: int
+    python_bytes_when_tracked: int
     content: Fingerprint  # to recognise a copy of the data, made before or after tracking
+    # The notebook's variables then, as (name, id): a holder bound since is named first.
+    variables_when_tracked: frozenset[tuple[str, int]]
 
 
 _tracked: dict[str, _Tracked] = {}
@@ -80,7 +88,7 @@ _tracked: dict[str, _Tracked] = {}
 
 def _require_array(value: Any, what: str) -> np.ndarray:
     if not isinstance(value, np.ndarray):
-        raise AssertionError(
+        raise CheckFailed(
             f"{what} must be a NumPy array, but it is {type(value).__name__}: {value!r:.60}"
         )
     return value
@@ -88,12 +96,15 @@ def _require_array(value: Any, what: str) -> np.ndarray:
 
 def track(array: np.ndarray, label: str) -> None:
     """Remember the buffer behind ``array`` under ``label`` (its owner, following ``.base``)."""
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     _require_array(array, f"The value tracked as {label!r}")
     owner = buffer_owner(array)
     content = fingerprint(owner)
+    numpy_held, python_held = notebook_held_bytes()
+    variables = frozenset((name, id(value)) for name, value in notebook_variables())
     _tracked[label] = _Tracked(
-        label, weakref.ref(owner), owner.nbytes, notebook_numpy_bytes(), content
+        label, weakref.ref(owner), owner.nbytes, numpy_held, python_held, content, variables
     )
 
 
@@ -102,7 +113,7 @@ def _lookup(label: str) -> _Tracked:
         return _tracked[label]
     except KeyError:
         known = ", ".join(repr(name) for name in _tracked) or "none yet"
-        raise AssertionError(
+        raise CheckFailed(
             f"No array was tracked as {label!r} (tracked: {known}). The cell that creates "
             f"{label!r} and calls checks.track(...) must run without an error first: "
             "re-run the notebook from the top."
@@ -116,49 +127,58 @@ def _holders(tracked: _Tracked) -> list[Holder]:
 
 
 def holders_of(label: str) -> list[str]:
-    """What keeps the tracked array alive, one line each ([] when it is freed)."""
+    """What keeps the tracked array alive, one line each ([] when it is freed).
+
+    It only looks: it does not run the garbage collector, so an array that only a
+    reference cycle holds is still there afterwards, until the collector runs.
+    """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     tracked = _lookup(label)
     holders = _holders(tracked)
     if any(holder.kind != "unnamed holder" for holder in holders):
         return [holder.describe() for holder in holders]
-    gc.collect()  # nothing named holds it: is it garbage in a cycle?
-    if holders and tracked.ref() is None:
+    owner = tracked.ref()
+    if owner is not None and held_only_by_a_cycle(owner):
+        fix = collect_fix(notebook_namespace())
         return [
             "a reference cycle: objects that refer to each other (and to the array) but that "
             "nothing else reaches. Python's garbage collector frees them when it next runs; "
-            "it just ran, and the array is now freed."
+            f"{quoted(fix)} runs it now."
         ]
     return [holder.describe() for holder in holders]
 
 
-def _still_alive(tracked: _Tracked) -> str:
+def _still_alive(tracked: _Tracked) -> CheckFailed:
     holders = _holders(tracked)
     size = describe_bytes(tracked.nbytes)
     if holders:
         lines = "\n".join(f"  - {holder.describe()}" for holder in holders)
-        return f"The {size} array {tracked.label!r} is still in memory. What holds it:\n{lines}"
-    return (
+        return CheckFailed(
+            f"The {size} array {tracked.label!r} is still in memory. What holds it:\n{lines}",
+            holders,
+        )
+    return CheckFailed(
         f"The {size} array {tracked.label!r} is still in memory, but nothing the notebook can "
         "name holds it (not a variable, container, attribute, closure, generator, cache, the "
         "output cache or a traceback). Look for where it was passed to a library or a thread."
     )
 
 
-def _copies_message(tracked: _Tracked, copies: list[Any]) -> str:
+def _copies_found(tracked: _Tracked, copies: list[Any]) -> CheckFailed:
     named: list[Holder] = []
     for copy in copies:
-        if isinstance(copy, np.ndarray):
-            named += find_holders(copy, f"a copy of {tracked.label}", ignore=(copies,))
+        named += find_holders(copy, f"a copy of {tracked.label}", ignore=(copies,))
     kinds = sorted({type(copy).__name__ for copy in copies})
     lines = "\n".join(f"  - {holder.describe()}" for holder in named) or (
         f"  - (a {' and a '.join(kinds)} holding the same values, kept somewhere the notebook's "
         "variables do not reach)"
     )
-    return (
+    return CheckFailed(
         f"The array {tracked.label!r} itself is gone, but a full copy of its data is still in "
         f"memory ({', '.join(kinds)}: `.copy()`, `np.array(...)`, `.tolist()`, `.tobytes()`, "
         f"made before or after it was tracked). What holds the copy:\n{lines}\n"
-        "Free the copy too, or keep only the small result the exercise asks for."
+        "Free the copy too, or keep only the small result the exercise asks for.",
+        named,
     )
 
 
@@ -179,14 +199,29 @@ def _copies_of(tracked: _Tracked) -> list[Any]:
     return copies
 
 
-def _largest_arrays(limit: int = 3) -> str:
-    """The notebook's largest array variables, to point a student at what is still held."""
-    sizes = [
-        (value.nbytes, name)
-        for name, value in list(notebook_namespace().items())
-        if isinstance(value, np.ndarray) and not name.startswith("_")
-    ]
-    return ", ".join(f"`{name}` ({describe_bytes(n)})" for n, name in sorted(sizes)[-limit:][::-1])
+def _kept_in_another_form(tracked: _Tracked, dropped: int, expected: int) -> CheckFailed:
+    """The message when the array is gone but the memory did not come back: name what
+    holds the most since it was tracked (a BytesIO, text, pickle bytes, chunks...)."""
+    missing = expected - max(dropped, 0)
+    new_names = frozenset(
+        name
+        for name, value in notebook_variables()
+        if (name, id(value)) not in tracked.variables_when_tracked
+    )
+    holders = largest_holders(max(missing // 4, SLACK_BYTES), tracked.label, new_names=new_names)
+    lines = "\n".join(f"  - {holder.describe()}" for holder in holders) or (
+        "  - (no variable of the notebook holds that much: look for what you stored in a "
+        "module, a library's object or a thread)"
+    )
+    return CheckFailed(
+        f"The array {tracked.label!r} itself is gone, but the memory your notebook holds "
+        f"(arrays and Python objects alike) fell by only {describe_bytes(max(dropped, 0))} "
+        f"since it was tracked, not by {describe_bytes(expected)}: its data is still kept, "
+        "in another form (bytes, text, a buffer, a list, chunks) or in arrays made from it. "
+        f"What holds the memory:\n{lines}\n"
+        "Free what the exercise did not ask you to keep.",
+        holders,
+    )
 
 
 def assert_freed(label: str, *, keep_bytes: int = 0, expected_nbytes: int | None = None) -> None:
@@ -198,41 +233,40 @@ def assert_freed(label: str, *, keep_bytes: int = 0, expected_nbytes: int | None
     1. the buffer itself is dead (a weak reference to it);
     2. no full copy of its data is alive anywhere (an array, list or bytes with the same
        content, made before or after tracking);
-    3. the NumPy memory the notebook's own code holds fell by its size since it was
-       tracked, so no partial or converted copy is hiding either. Arrays that libraries
-       keep for themselves (matplotlib keeps a copy of every image it shows) do not count.
+    3. the memory the notebook's own code holds fell by its size since it was tracked,
+       counted in every domain ``tracemalloc`` traces: NumPy's buffers and Python objects
+       alike, so no partial or converted copy is hiding either, whatever its form (an
+       ``io.BytesIO``, text, ``pickle`` bytes, an ``array.array``, a dict of chunks). What
+       libraries keep for themselves (matplotlib keeps a copy of every image it shows) and
+       the kernel's own bookkeeping do not count.
 
-    ``keep_bytes`` allows new arrays the exercise asks you to keep (a small copy, a
-    smaller dtype). ``expected_nbytes`` is the size the exercise asked for, so freeing a
+    ``keep_bytes`` allows new arrays or objects the exercise asks you to keep (a small
+    copy, a smaller dtype). ``expected_nbytes`` is the size the exercise asked for, so freeing a
     smaller stand-in proves nothing.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     tracked = _lookup(label)
     if expected_nbytes is not None and tracked.nbytes != expected_nbytes:
-        raise AssertionError(
+        raise CheckFailed(
             f"The array tracked as {label!r} held {describe_bytes(tracked.nbytes)}; this exercise "
             f"asks for {describe_bytes(expected_nbytes)}. Create the array the exercise describes."
         )
     gc.collect()  # reference cycles are garbage the collector has not reached yet
     if tracked.ref() is not None:
-        raise AssertionError(_still_alive(tracked))
+        raise _still_alive(tracked)
     copies = _copies_of(tracked)
     if copies:
-        message = _copies_message(tracked, copies)
+        failure = _copies_found(tracked, copies)
         del copies
-        raise AssertionError(message)
-    dropped = tracked.numpy_bytes_when_tracked - notebook_numpy_bytes()
+        raise failure
+    numpy_held, python_held = notebook_held_bytes()
+    dropped = (tracked.numpy_bytes_when_tracked + tracked.python_bytes_when_tracked) - (
+        numpy_held + python_held
+    )
     expected = tracked.nbytes - keep_bytes
     if dropped < expected - SLACK_BYTES:
-        held = _largest_arrays()
-        raise AssertionError(
-            f"The array {label!r} itself is gone, but the NumPy memory your notebook holds fell "
-            f"by only {describe_bytes(max(dropped, 0))} since it was tracked, not by "
-            f"{describe_bytes(expected)}: arrays made from it since are still held (a converted "
-            "or partial copy, the result of arithmetic on it). "
-            + (f"Your largest arrays now: {held}. " if held else "")
-            + "Free what the exercise did not ask you to keep."
-        )
+        raise _kept_in_another_form(tracked, dropped, expected)
 
 
 def _containers_of(func: Callable[..., Any]) -> dict[str, Any]:
@@ -300,6 +334,7 @@ def assert_no_leak(
     costs a few calls' time and memory, not all of them. The holder is named where it
     can be found: a container that grew, or where the last input or result is kept.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     name = getattr(func, "__name__", "the function")
     func(*make_args())  # warm-up: one-off caches (imports, lazy tables) are not leaks
@@ -326,7 +361,7 @@ def assert_no_leak(
     if growth <= allowed * done / calls + SLACK_BYTES:
         return
     where = _leak_holders(func, sizes_before, done, last)
-    raise AssertionError(
+    raise CheckFailed(
         f"{name}() leaks: {done} calls left {describe_bytes(growth)} held "
         f"({describe_bytes(growth // done)} per call), as NumPy arrays or Python objects made "
         f"from them (lists, floats, bytes). After each call nothing should remain but what "
@@ -345,6 +380,7 @@ def assert_peak_below(
     traces is large when the notebook keeps millions of Python objects, and it would
     show in the kernel's peak memory, which the grader also reads from outside.
     """
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     name = getattr(func, "__name__", "the function")
     tracemalloc.reset_peak()
@@ -353,7 +389,7 @@ def assert_peak_below(
     require_tracing()
     peak = tracemalloc.get_traced_memory()[1] - before
     if peak > budget_bytes:
-        raise AssertionError(
+        raise CheckFailed(
             f"{name}() peaked at {describe_bytes(peak)} of memory, over the "
             f"{describe_bytes(budget_bytes)} budget. Something held much of the data at once "
             "(a list of every block, np.concatenate, one big temporary). Work on one block at "
@@ -367,16 +403,17 @@ def assert_in_place(
 ) -> None:
     """Call ``func(array)`` and fail unless it changed ``array`` in its own buffer,
     without any temporary bigger than ``max_peak_fraction`` of its size."""
+    __tracebackhide__ = True  # IPython leaves the checks' frame out of a traceback
     require_tracing()
     _require_array(array, "The array to transform")
     name = getattr(func, "__name__", "the function")
     address = array.__array_interface__["data"][0]
     _, measured = measure_call(func, array)
     if array.__array_interface__["data"][0] != address:
-        raise AssertionError(f"{name}() moved the array to a new buffer: work in place.")
+        raise CheckFailed(f"{name}() moved the array to a new buffer: work in place.")
     budget = int(array.nbytes * max_peak_fraction)
     if measured.peak_bytes > budget:
-        raise AssertionError(
+        raise CheckFailed(
             f"{name}() allocated {describe_bytes(measured.peak_bytes)} while working on a "
             f"{describe_bytes(array.nbytes)} array (allowed: {describe_bytes(budget)}). An "
             "expression such as `a - a.min()` or `a / s` builds a new array the size of the "

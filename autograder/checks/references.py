@@ -11,6 +11,8 @@ that ends at the buffer's owner or at a view of it:
 * Jupyter's output cache (``Out``, ``_``, ``__``, ``___``, ``_7``, the last
   result);
 * the last exception's traceback, whose frames keep their local variables.
+
+Each holder comes with its fix (:mod:`.advice`): code that runs as written in the notebook.
 """
 
 from __future__ import annotations
@@ -21,27 +23,29 @@ import re
 import sys
 import types
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-_MAX_DEPTH = 4
+from autograder.checks.advice import (
+    CACHE,
+    CLASS_ATTRIBUTE,
+    CLOSURE,
+    FUNCTION_ATTRIBUTE,
+    GENERATOR,
+    Holder,
+    Path,
+    forget_last_error_fix,
+    module_attribute_fix,
+    quoted,
+    removal,
+    special,
+)
+
+MAX_DEPTH = 4
 _MAX_ITEMS = 10_000  # per container: a huge list is searched in its first items only
 _OUTPUT_CACHE_NAME = re.compile(r"^(_+|_\d+|_oh|Out)$")
 _SKIP_NAMES = frozenset({"In", "_ih", "_dh", "exit", "quit", "get_ipython", "__builtins__"})
-
-
-@dataclass(frozen=True)
-class Holder:
-    """One thing that keeps the buffer alive."""
-
-    kind: str  # variable, view, container, attribute, closure, output cache, traceback
-    where: str  # how a student would write it: `cache['x']`, `Out[7]`, ...
-    fix: str
-
-    def describe(self) -> str:
-        return f"{self.kind} {self.where}: {self.fix}"
 
 
 def buffer_owner(array: np.ndarray) -> np.ndarray:
@@ -52,8 +56,9 @@ def buffer_owner(array: np.ndarray) -> np.ndarray:
     return owner
 
 
-def _reaches(value: Any, owner: np.ndarray) -> str | None:
-    """'variable' if value is the owner, 'view' if its base chain reaches it."""
+def _reaches(value: Any, owner: Any) -> str | None:
+    """'variable' if value is the owner (an array, or any object: a copy of its data), 'view'
+    if its base chain reaches it."""
     if value is owner:
         return "variable"
     if isinstance(value, np.ndarray):
@@ -63,16 +68,6 @@ def _reaches(value: Any, owner: np.ndarray) -> str | None:
                 return "view"
             base = base.base
     return None
-
-
-# Kinds of holder a path passes through, as `_children` tags them; the first decides the fix.
-GENERATOR, CACHE, CLOSURE, FUNCTION_ATTRIBUTE, CLASS_ATTRIBUTE = (
-    "paused generator",
-    "function cache",
-    "closure",
-    "function attribute",
-    "class attribute",
-)
 
 
 def _function_children(value: types.FunctionType, where: str) -> Iterator[tuple[str, Any, str]]:
@@ -90,7 +85,7 @@ def _function_children(value: types.FunctionType, where: str) -> Iterator[tuple[
             yield f"{where}.{name}", item, FUNCTION_ATTRIBUTE
 
 
-def _children(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
+def children(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
     """The things a value holds, each with the path a student would write and the kind of
     holder it is in ("" for a plain container or attribute)."""
     if isinstance(value, np.ndarray):
@@ -157,70 +152,36 @@ def _children(value: Any, where: str) -> Iterator[tuple[str, Any, str]]:
 
 
 def _walk(
-    name: str, value: Any, owner: np.ndarray, seen: set[int], depth: int = 0, kind: str = ""
-) -> Iterator[tuple[str, str, str]]:
-    """Yield (relation, path, holder kind) for every path from value to the owner."""
+    path: Path, owner: Any, seen: set[int], kind: str = "", kind_where: str = ""
+) -> Iterator[tuple[str, Path, str, str]]:
+    """Yield (relation, path, holder kind, where that holder is) for every path from the
+    last value of ``path`` to the owner."""
+    where, value = path[-1]
     relation = _reaches(value, owner)
     if relation:
-        yield relation, name, kind
+        yield relation, path, kind, kind_where
         return
-    if depth >= _MAX_DEPTH or id(value) in seen:
+    if len(path) > MAX_DEPTH or id(value) in seen:
         return
     seen.add(id(value))
-    for child_name, child, child_kind in _children(value, name):
-        yield from _walk(child_name, child, owner, seen, depth + 1, kind or child_kind)
-
-
-def _root_name(path: str) -> str:
-    return re.split(r"[ .\[]", path, maxsplit=1)[0]
-
-
-_FIXES = {
-    GENERATOR: lambda path, root: (
-        "a paused generator keeps its local variables alive until it finishes. Run it to the "
-        f"end, call `{root}.close()`, or `del {root}`."
-    ),
-    CACHE: lambda path, root: (
-        f"a function cache keeps every result it returned. Call `{root}.cache_clear()`, or do "
-        "not cache functions that return large arrays."
-    ),
-    CLOSURE: lambda path, root: (
-        f"the function keeps it: delete that function (`del {root}`) or stop it from capturing "
-        "the array."
-    ),
-    FUNCTION_ATTRIBUTE: lambda path, root: (
-        f"an attribute stored on a function keeps it: `del {path}` (or set it to None)."
-    ),
-    CLASS_ATTRIBUTE: lambda path, root: (
-        f"a class attribute keeps it, for as long as the class exists: `del {path}` (or set "
-        "it to None)."
-    ),
-}
-
-
-def _fix_for_name(relation: str, path: str, label: str, kind: str = "") -> tuple[str, str]:
-    """(kind, fix) for a path found from the user namespace."""
-    if kind in _FIXES:
-        return kind, _FIXES[kind](path, _root_name(path))
-    if relation == "view" and path.isidentifier():
-        return "view", (
-            f"`{path}` is a view that shares the buffer of '{label}'. Keep an independent "
-            f"copy instead (`{path} = {path}.copy()`), or `del {path}` when you are done with it."
+    for child_where, child, child_kind in children(value, where):
+        yield from _walk(
+            (*path, (child_where, child)),
+            owner,
+            seen,
+            kind or child_kind,
+            kind_where if kind else (where if child_kind else ""),
         )
-    if path.isidentifier():
-        return "variable", (
-            f"the name `{path}` still refers to it: `del {path}` (or rebind it: `{path} = None`)."
-        )
-    if "[" in path or path.startswith("an item of"):
-        what = "a view of it" if relation == "view" else "it"
-        return (
-            "container",
-            f"a container holds {what}: remove the entry (`del {path}`) or clear the container.",
-        )
-    return (
-        "attribute",
-        f"the attribute `{path}` still refers to it: `del {path}` or set it to None.",
-    )
+
+
+def describe_path(relation: str, path: Path, label: str, kind: str, kind_where: str) -> Holder:
+    """The holder at the end of ``path``, with the fix for it."""
+    where = path[-1][0]
+    if kind in (GENERATOR, CACHE, CLOSURE, FUNCTION_ATTRIBUTE, CLASS_ATTRIBUTE):
+        words, fixes = special(kind, where, kind_where)
+    else:
+        kind, words, fixes = removal(path, relation, label)
+    return Holder(kind, f"`{where}`", words, fixes)
 
 
 def current_shell() -> Any:
@@ -240,7 +201,7 @@ def notebook_namespace(shell: Any = None) -> dict[str, Any]:
     return vars(sys.modules["__main__"])
 
 
-def _output_cache_holders(shell: Any, owner: np.ndarray, label: str) -> list[Holder]:
+def _output_cache_holders(shell: Any, owner: Any, label: str) -> list[Holder]:
     """Jupyter's output cache: a cell whose last expression showed the array."""
     places: list[str] = []
     namespace = shell.user_ns
@@ -263,19 +224,25 @@ def _output_cache_holders(shell: Any, owner: np.ndarray, label: str) -> list[Hol
     if not places:
         return []
     if label.isidentifier() and _reaches(namespace.get(label), owner):
-        how = f"Use `%xdel {label}` instead of `del {label}`: it removes the name and every cached copy."
+        fixes: tuple[str, ...] = (f"%xdel {label}",)
+        how = (
+            f"Use {quoted(fixes[0])} instead of `del {label}`: it removes the name and every "
+            "cached copy."
+        )
     else:
         cached = next((place for place in places if place.startswith("Out[")), "_")
+        name = label if label.isidentifier() else "tmp"
+        fixes = (f"{name} = {cached}\n%xdel {name}",)
         how = (
-            f"The name is already gone, so get the array back and delete it properly: "
-            f"`{label if label.isidentifier() else 'tmp'} = {cached}` then "
-            f"`%xdel {label if label.isidentifier() else 'tmp'}`. Next time use `%xdel` instead of `del`."
+            "The name is already gone, so get the array back and delete it properly: "
+            f"{quoted(fixes[0])}. Next time use `%xdel` instead of `del`."
         )
     fix = (
         "a cell whose last line showed the array stored it in the output cache, which `del` "
-        f"does not clear. {how} End a line with `;` or use print() to show an array without caching it."
+        f"does not clear. {how} End a line with `;` or use print() to show an array without "
+        "caching it."
     )
-    return [Holder("Jupyter's output cache", ", ".join(places), fix)]
+    return [Holder("Jupyter's output cache", ", ".join(places), fix, fixes)]
 
 
 _FRAMEWORK_MODULES = (
@@ -296,7 +263,7 @@ def _student_frame(frame: types.FrameType) -> bool:
     return frame.f_locals is not frame.f_globals and not module.startswith(_FRAMEWORK_MODULES)
 
 
-def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
+def _traceback_holders(shell: Any, owner: Any) -> list[Holder]:
     """Frames of the last exception keep their local variables alive."""
     tracebacks = [getattr(sys, "last_traceback", None)]
     last_exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
@@ -313,26 +280,28 @@ def _traceback_holders(shell: Any, owner: np.ndarray) -> list[Holder]:
                 seen.add(id(frame))
                 function = frame.f_code.co_name
                 for name, value in list(frame.f_locals.items()):
-                    for _relation, path, _kind in _walk(name, value, owner, set()):
-                        found.append(f"`{path}` in {function}()")
+                    for _relation, path, _kind, _where in _walk(((name, value),), owner, set()):
+                        found.append(f"`{path[-1][0]}` in {function}()")
             tb = tb.tb_next
     if not found:
         return []
+    fixes = (forget_last_error_fix(notebook_namespace(shell)),)
     fix = (
         "the last uncaught error's traceback keeps the local variables of the failing function "
-        "alive, until another error replaces it. Run `checks.forget_last_error()` to drop it, "
-        "and catch errors you expect with try/except."
+        f"alive, until another error replaces it. Run {quoted(fixes[0])} to drop it, and catch "
+        "errors you expect with try/except."
     )
-    return [Holder("an exception's traceback", ", ".join(sorted(set(found))), fix)]
+    return [Holder("an exception's traceback", ", ".join(sorted(set(found))), fix, fixes)]
 
 
 def find_holders(
-    owner: np.ndarray,
+    owner: Any,
     label: str,
     namespace: dict[str, Any] | None = None,
     ignore: tuple[Any, ...] = (),
 ) -> list[Holder]:
-    """Everything we can name that keeps ``owner`` (a buffer-owning array) alive.
+    """Everything we can name that keeps ``owner`` (a buffer-owning array, or any object:
+    a copy of an array's data) alive.
 
     ``namespace`` defaults to the notebook's variables (IPython's ``user_ns``).
     """
@@ -340,28 +309,39 @@ def find_holders(
     holders: list[Holder] = []
     if shell is not None:
         holders += _output_cache_holders(shell, owner, label)
+    # `%xdel name` removes every name bound to the array too: no separate advice for them.
+    xdel = any("%xdel" in fix for holder in holders for fix in holder.fixes)
     seen: set[int] = set()
-    for name, value in list(
-        (namespace if namespace is not None else notebook_namespace(shell)).items()
-    ):
-        if name.startswith("__") or name in _SKIP_NAMES or _OUTPUT_CACHE_NAME.match(name):
+    for name, value in notebook_variables(namespace):
+        if xdel and value is owner:
             continue
-        for relation, path, holder_kind in _walk(name, value, owner, seen):
-            kind, fix = _fix_for_name(relation, path, label, holder_kind)
-            holders.append(Holder(kind, f"`{path}`", fix))
+        for relation, path, kind, kind_where in _walk(((name, value),), owner, seen):
+            holders.append(describe_path(relation, path, label, kind, kind_where))
     holders += _traceback_holders(shell, owner)
     return holders or _module_holders(owner) or _unnamed_holders(owner, ignore)
 
 
-def _module_holders(owner: np.ndarray) -> list[Holder]:
+def notebook_variables(namespace: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """The notebook's own variables, without IPython's (In, Out, _5, exit...)."""
+    return [
+        (name, value)
+        for name, value in list(
+            (namespace if namespace is not None else notebook_namespace()).items()
+        )
+        if not (name.startswith("__") or name in _SKIP_NAMES or _OUTPUT_CACHE_NAME.match(name))
+    ]
+
+
+def _module_holders(owner: Any) -> list[Holder]:
     """An attribute set on an imported module (`np.saved = grid`): one level deep only."""
     found = []
+    namespace = notebook_namespace()
     for module_name, module in list(sys.modules.items()):
         for name, value in list(getattr(module, "__dict__", {}).items()):
             if _reaches(value, owner):
-                path = f"{module_name}.{name}"
-                fix = f"a module keeps it for as long as the kernel runs: `del {path}`."
-                found.append(Holder("module attribute", f"`{path}`", fix))
+                fixes = (module_attribute_fix(namespace, module_name, name),)
+                fix = f"a module keeps it for as long as the kernel runs: {quoted(fixes[0])}."
+                found.append(Holder("module attribute", f"`{module_name}.{name}`", fix, fixes))
     return found
 
 
@@ -378,7 +358,7 @@ def _describe_referrer(referrer: Any) -> str | None:
     return f"a {kind} that no notebook variable reaches (a library's or an object's internals)"
 
 
-def _unnamed_holders(owner: np.ndarray, ignore: tuple[Any, ...] = ()) -> list[Holder]:
+def _unnamed_holders(owner: Any, ignore: tuple[Any, ...] = ()) -> list[Holder]:
     """What the garbage collector says refers to the array, when no path from the
     notebook's names was found. Arrays are not tracked by the collector, so this sees
     only holders that are (dicts, lists, frames, closures...), and only one step back."""
@@ -397,6 +377,47 @@ def _unnamed_holders(owner: np.ndarray, ignore: tuple[Any, ...] = ()) -> list[Ho
         "callback) and remove it there; restarting the kernel frees everything."
     )
     return [Holder("unnamed holder", "; ".join(places), fix)]
+
+
+_MAX_CYCLE = 1_000  # objects followed back from the array before giving up
+
+
+def _ours(referrer: Any) -> bool:
+    """A frame of the kernel or of the checks, looking at the object right now."""
+    return isinstance(referrer, types.FrameType) and str(
+        referrer.f_globals.get("__name__", "")
+    ).startswith(_FRAMEWORK_MODULES)
+
+
+def held_only_by_a_cycle(owner: Any) -> bool:
+    """Whether only a reference cycle that nothing else reaches holds ``owner``: garbage
+    the collector will free when it next runs. Found without running it (which would free
+    them): the objects that refer to the array, and to those, back until the group is
+    closed, must have no reference from outside the group, as the collector itself decides.
+    """
+    group: dict[int, Any] = {}
+    pending = [referrer for referrer in gc.get_referrers(owner) if not _ours(referrer)]
+    while pending:
+        item = pending.pop()
+        if id(item) in group:
+            continue
+        if isinstance(item, (types.FrameType, types.ModuleType)) or len(group) >= _MAX_CYCLE:
+            return False  # a running function, a module: reachable, not garbage
+        group[id(item)] = item
+        pending += [
+            referrer
+            for referrer in gc.get_referrers(item)
+            if referrer is not group and referrer is not pending and not _ours(referrer)
+        ]
+    if not group:
+        return False
+    del pending, item
+    inside: dict[int, int] = {}
+    for referent in gc.get_referents(*group.values()):
+        inside[id(referent)] = inside.get(id(referent), 0) + 1
+    # Each item's count: the references from inside the group, plus three of this
+    # function's own (the dict `group`, the loop's variable, getrefcount's argument).
+    return all(sys.getrefcount(item) - 3 == inside.get(id(item), 0) for item in group.values())
 
 
 def forget_last_error() -> None:

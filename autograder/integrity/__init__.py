@@ -26,6 +26,13 @@ Flag kinds (``evidence.FLAGS`` describes each): ``monkeypatch``,
 ``edited-locked-cell``, ``deleted-graded-cell``, ``duplicated-cell``, ``moved-cell``,
 ``changed-metadata``, ``changed-kernelspec``, ``probe-failed``, ``probe-no-reply``.
 
+Flags are for tampering with grading (the tracker, the checks, the shell, the kernel), not
+for techniques. Code the exercises' text does not accept (``np.memmap``, ``mmap``,
+``mmap_mode``, threads, writing or removing files) is found by the same static read but
+named by ``evidence.TECHNIQUES``: ``untraced-memory``, ``threads``, ``files``. It fails the
+tests of its own exercise with what to do instead (``autograder.pipeline.techniques``),
+and is never a flag.
+
 Honest code must never be flagged: ``globals().pop("readings")``, ``Out.clear()``,
 ``%xdel table``, ``np.random.default_rng(0)``, ``checks.holders_of("grid")``, plain
 classes with ``self.x = ...`` all pass. The tests run the scanner over every example

@@ -84,9 +84,12 @@ SYS_HOOKS = frozenset(
 OS_EXIT = frozenset({"_exit", "abort", "kill", "killpg"})
 OS_SHELL_PREFIXES = ("system", "popen", "exec", "spawn", "fork", "posix_spawn", "startfile")
 OS_WRITES = words(
-    "remove unlink rename renames replace rmdir removedirs mkdir makedirs chmod chown "
-    "lchown symlink link truncate write open putenv unsetenv chdir fchdir chroot "
+    "chmod chown lchown symlink link write open putenv unsetenv chdir fchdir chroot "
     "setuid setgid nice setpgid setsid dup2 mkfifo mknod"
+)
+# Working with files: a technique the exercises do not accept (see TECHNIQUES), not tampering.
+OS_FILE_WRITES = words(
+    "remove unlink rename renames replace rmdir removedirs mkdir makedirs truncate"
 )
 
 # Imports that are evidence by themselves, by top-level module name.
@@ -108,8 +111,8 @@ IMPORT_FLAGS: dict[str, str] = {
     "telnetlib": "shell-or-network",
     "multiprocessing": "shell-or-network",
     "concurrent": "shell-or-network",
-    "threading": "shell-or-network",
-    "_thread": "shell-or-network",
+    "threading": "threads",
+    "_thread": "threads",
     "asyncio": "shell-or-network",
     "pty": "shell-or-network",
     "shutil": "shell-or-network",
@@ -121,8 +124,6 @@ IMPORT_FLAGS: dict[str, str] = {
     "code": "obfuscation",
     "codeop": "obfuscation",
     "runpy": "obfuscation",
-    "pickle": "obfuscation",
-    "_pickle": "obfuscation",
     "marshal": "obfuscation",
     "dill": "obfuscation",
     "cloudpickle": "obfuscation",
@@ -134,7 +135,7 @@ IMPORT_FLAGS: dict[str, str] = {
     "trace": "trace-function",
     "cProfile": "trace-function",
     "profile": "trace-function",
-    "mmap": "tracker-tampering",
+    "mmap": "untraced-memory",
     "_tracemalloc": "tracker-tampering",
     "ipykernel": "ipython-hook",
     "jupyter_client": "ipython-hook",
@@ -143,6 +144,8 @@ IMPORT_FLAGS: dict[str, str] = {
 }
 # NumPy arrays backed by a mapped file: their memory is outside tracemalloc's NumPy domain.
 UNTRACED_NUMPY = frozenset({"memmap", "open_memmap"})
+# Turning bytes back into objects runs any code they name (pickle.dumps is only a technique).
+PICKLE_LOADERS = frozenset({"load", "loads", "Unpickler", "_load", "_loads", "_Unpickler"})
 TYPES_ALLOWED = frozenset({"SimpleNamespace", "MappingProxyType", "GeneratorType", "NoneType"})
 
 SAFE_DUNDER_ATTRS = words(

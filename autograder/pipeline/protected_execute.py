@@ -48,7 +48,7 @@ from autograder.integrity.evidence import Evidence
 from autograder.integrity.probe import probe_code, read_probe
 from autograder.integrity.static.read import scan_notebook
 from autograder.notebook_cells import grade_id, is_test
-from autograder.pipeline import verdicts
+from autograder.pipeline import techniques, verdicts
 from autograder.pipeline.cell_limits import (
     KILL_SETTLE,
     Budget,
@@ -212,11 +212,12 @@ class ProtectedExecute(Execute):
     def _static_read(
         self, nb: NotebookNode, run: NotebookRun, info: dict[str, str]
     ) -> list[tuple[int, Evidence]]:
-        """Before any student code runs. Evidence in cell i taints every test after i."""
+        """Before any student code runs. Evidence in cell i taints every test after i; a
+        technique the exercises do not accept fails only its own exercise's tests."""
         static = [(self._cell_index(nb, item.cell), item) for item in scan_notebook(nb)]
         # Cells edited before sanitizing: restored, so no credit was at stake.
         run.evidence.extend(take_inspection(info))
-        run.evidence.extend(item for _, item in static)
+        run.evidence.extend(item for _, item in static if not item.is_technique)
         return static
 
     def _run_cells(
@@ -293,10 +294,15 @@ class ProtectedExecute(Execute):
     ) -> None:
         """Distrust a passed test that evidence before or during it contradicts."""
         cell, record = nb.cells[index], run.cells[index]
+        used = techniques.failing(nb, [(i, e) for i, e in static if e.is_technique], index)
+        if used:  # it explains what the memory read from outside would show: no evidence
+            run.observations += [e for e in used if e not in run.observations]
+            verdicts.not_accepted(cell, record, used)
+            return
         if self.rss_evidence and isinstance(self.km, SandboxedKernelManager):
             sources = [c.source for c in nb.cells]
             run.observations += outside.rss_not_freed(sources, run, index, self.rss_drop_fraction)
-        tainted = [e for i, e in static if i < index] + probe_evidence
+        tainted = [e for i, e in static if i < index and not e.is_technique] + probe_evidence
         over_budget = outside.peak_evidence(record, budgets, self.rss_peak_allowance)
         if over_budget is not None:
             run.evidence.append(over_budget)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from nbformat import NotebookNode
 
-from autograder.integrity.evidence import FLAGS, Evidence
+from autograder.checks.messages import wrap
+from autograder.integrity.evidence import FLAGS, TECHNIQUES, Evidence
 from autograder.notebook_cells import is_test
 from autograder.records import CellRecord
 
@@ -77,6 +78,35 @@ def distrust(cell: NotebookNode, record: CellRecord, evidence: list[Evidence]) -
         f"{reasons}\nRemove that code, restart the kernel and run the notebook from the "
         "top; the checks' messages then tell you what is left to fix.",
     )
+
+
+def not_accepted(cell: NotebookNode, record: CellRecord, techniques: list[Evidence]) -> None:
+    """Score the test 0 for code its exercise does not accept, and teach the accepted way."""
+    seen = [f"  - in {item.cell}: {_short(item.detail)}" for item in techniques]
+    teach = [TECHNIQUES[flag] for flag in dict.fromkeys(item.flag for item in techniques)]
+    conclude(
+        cell,
+        record,
+        "failed",
+        "NotAccepted",
+        wrap(
+            "This exercise uses code the exercises do not accept, so this test scores 0 "
+            "(your other exercises are not affected):\n"
+            + "\n".join(seen)
+            + "\n"
+            + "\n".join(teach),
+            after="NotAccepted: ",
+        ),
+    )
+
+
+def _short(detail: str, width: int = 48) -> str:
+    """A static read's detail, its quoted line cut to fit a student's message."""
+    what, quote, line = detail.partition(": `")
+    line = line.removesuffix("`")
+    if quote and len(line) > width:
+        line = line[: width - 3].rstrip() + "..."
+    return f"{what}: `{line}`" if quote else detail
 
 
 def not_run(nb: NotebookNode, records: list[CellRecord], start: int, why: str) -> None:

@@ -16,7 +16,7 @@ class Exercise:
     title: str
     tests: tuple[str, ...]  # grade_ids of its test cells, in notebook order
     points: float
-    hidden: str  # what the hidden tests additionally check, in words
+    hidden: str  # what the hidden tests check beyond the visible ones, in words
 
 
 def _question(n: int) -> Exercise:
@@ -40,56 +40,58 @@ NOTEBOOKS: dict[str, tuple[Exercise, ...]] = {
             "Exercise 1: allocate, measure and free",
             ("ex1_size_test", "ex1_freed_test"),
             3,
-            "that grid_nbytes is the exact size of a 1000 x 1000 float64 array, and that "
-            "freeing grid gave back exactly that many bytes.",
+            "that grid_nbytes is the exact size of a 1000 x 1000 float64 array, and that the "
+            "array you freed is the exercise's own 8,000,000-byte one.",
         ),
         Exercise(
             "ex2",
             "Exercise 2: keep a small piece, free the large array",
             ("ex2_values_test", "ex2_freed_test"),
             3,
-            "that first_1000 holds the first 1,000 readings in order, and that all of "
-            "readings' 16,000,000 bytes came back except first_1000's own.",
+            "that first_1000 holds the first 1,000 readings in order, and that the array you "
+            "freed is the exercise's own 16,000,000-byte one.",
         ),
         Exercise(
             "ex3",
             "Exercise 3: free an array that Jupyter has displayed",
             ("ex3_value_test", "ex3_freed_test"),
             3,
-            "that report_max is report's largest value, and that all of report's "
-            "8,000,000 bytes came back (the output cache included).",
+            "that report_max is report's largest value, and that the array you freed is the "
+            "exercise's own 8,000,000-byte one.",
         ),
         Exercise(
             "ex4",
             "Exercise 4: repair a function that leaks on every call",
             ("ex4_no_leak_test", "ex4_correct_test"),
             3,
-            "that zscore keeps nothing between calls over many calls with large batches, "
-            "and that it gives the right values on new data.",
+            "the same checks on other data: zscore's values on new random batches, and that "
+            "it keeps nothing over 20 calls with random batches of 100,000 values.",
         ),
         Exercise(
             "ex5",
             "Exercise 5: summarize data larger than your memory budget",
             ("ex5_values_test", "ex5_budget_test"),
             3,
-            "that block_stats gives the right mean and standard deviation on other data, and "
-            "that over 100 blocks it never holds more than BUDGET_BYTES at once.",
+            "the same checks on other data: the mean and standard deviation of another "
+            "reader's blocks, and the peak over all 100 blocks (153 MiB) of another reader, "
+            "still under 8 MiB, with the right values.",
         ),
         Exercise(
             "ex6",
             "Exercise 6: transform an array in place",
             ("ex6_values_test", "ex6_in_place_test"),
             3,
-            "that rescale_inplace maps larger random arrays to [0, 1], and that on a "
-            "1,000,000-value array it keeps its buffer and allocates no big temporary.",
+            "the same checks on other data: every value of larger random arrays rescaled "
+            "exactly, and on a 1,000,000-value random array the same buffer and at most 5% "
+            "of its size allocated.",
         ),
         Exercise(
             "ex7",
             "Exercise 7: right-size a dtype",
             ("ex7_values_test", "ex7_freed_test"),
             3,
-            "that pixels_u8 holds every pixel value of pixels, and that pixels' "
-            "8,000,000 bytes came back.",
+            "that pixels_u8 holds every pixel value of pixels, and that the array you freed "
+            "is the exercise's own 8,000,000-byte one.",
         ),
     ),
 }

@@ -24,7 +24,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import is_grade
 
 BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-GRADER_VERDICTS = ("IntegrityError", "NotRun", "KernelDied", "CellTimeoutError")
+GRADER_VERDICTS = ("IntegrityError", "NotAccepted", "NotRun", "KernelDied", "CellTimeoutError")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CELL_FRAME = re.compile(r"Cell In\[(\d+)\]")
 # Lines too short to say anything (a closing bracket) are not searched for.

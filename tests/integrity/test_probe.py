@@ -54,6 +54,8 @@ def test_fingerprint_watches_the_checks_numpy_and_ipython() -> None:
         "autograder.checks:assert_freed",
         "autograder.checks.memory:numpy_bytes",
         "autograder.checks.references:find_holders",
+        "autograder.checks.messages:CheckFailed",
+        "autograder.checks.sizes:largest_holders",
         "numpy:ones",
         "numpy:allclose",
         "numpy.random:default_rng",

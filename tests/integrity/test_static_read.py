@@ -11,7 +11,7 @@ import pytest
 
 from autograder.demo.examples import load_examples
 from autograder.integrity.cells import inspect_cells, instructor_sources, restored_ids
-from autograder.integrity.evidence import FLAGS
+from autograder.integrity.evidence import FLAGS, TECHNIQUES
 from autograder.integrity.rules import PROTECTED_BUILTINS
 from autograder.integrity.static.read import scan_notebook
 from autograder.integrity.static.scanner import scan_code
@@ -57,7 +57,11 @@ def test_every_student_cell_of_the_course_is_honest() -> None:
     assert examples
     for example in examples:
         for cell, source in example.cells.items():
-            assert scan_code(source, cell) == [], (example.name, source)
+            found = scan_code(source, cell)
+            assert [e for e in found if not e.is_technique] == [], (example.name, source)
+            # A technique the exercise does not accept costs that exercise, in the golden scores.
+            if found:
+                assert cell.split("_")[0] in {test.split("_")[0] for test in example.expected}
 
 
 HONEST_SNIPPETS = [
@@ -162,7 +166,6 @@ HOSTILE_SNIPPETS = [
     ("import tracemalloc\ntracemalloc.stop()", "tracker-tampering"),
     ("import tracemalloc\ntracemalloc.reset_peak()", "tracker-tampering"),
     ("import gc\nobjects = gc.get_objects()", "tracker-tampering"),
-    ("import mmap", "tracker-tampering"),
     ("import os\nos._exit(0)", "exits-kernel"),
     ("import sys\nsys.exit()", "exits-kernel"),
     ("exit()", "exits-kernel"),
@@ -181,15 +184,14 @@ HOSTILE_SNIPPETS = [
     ("import socket", "shell-or-network"),
     ("from urllib.request import urlopen", "shell-or-network"),
     ("import multiprocessing", "shell-or-network"),
-    ("import threading\nthreading.Thread(target=print).start()", "shell-or-network"),
-    ("with open('/tmp/x', 'w') as f:\n    pass", "shell-or-network"),
     ("exec('x = 1')", "obfuscation"),
     ("eval('1')", "obfuscation"),
     ("code = compile('x = 1', 'x', 'exec')", "obfuscation"),
     ("__import__('os')", "obfuscation"),
     ("import importlib", "obfuscation"),
     ("import builtins", "obfuscation"),
-    ("import pickle", "obfuscation"),
+    ("import pickle\ndata = pickle.loads(raw)", "obfuscation"),
+    ("from pickle import load", "obfuscation"),
     ("__builtins__.len = None", "obfuscation"),
     ("f.__code__ = g.__code__", "obfuscation"),
     ("checks.assert_freed.__globals__", "obfuscation"),
@@ -216,11 +218,43 @@ HOSTILE_SNIPPETS = [
 ]
 
 
+# Techniques the exercises' text does not accept: found (so that their exercise fails, with
+# what to do instead), but not flags: nothing here tampers with the grading.
+TECHNIQUE_SNIPPETS = [
+    ("a = np.memmap('x.dat', dtype=np.float64, mode='w+', shape=(10,))", "untraced-memory"),
+    ("from numpy.lib.format import open_memmap", "untraced-memory"),
+    ("data = np.load('x.npy', mmap_mode='r')", "untraced-memory"),
+    ("import mmap", "untraced-memory"),
+    ("import threading\nthreading.Thread(target=print).start()", "threads"),
+    ("from _thread import start_new_thread", "threads"),
+    ("with open('/tmp/x', 'w') as f:\n    pass", "files"),
+    ("import os\nos.remove('x.npy')", "files"),
+    ("import os\nos.makedirs('out')", "files"),
+]
+
+
+@pytest.mark.parametrize(("source", "technique"), TECHNIQUE_SNIPPETS)
+def test_techniques_are_found_and_are_not_flags(source: str, technique: str) -> None:
+    found = scan_code(source, "ex5_stats")
+    assert [(e.flag, e.is_technique) for e in found] == [(technique, True)], found
+    assert technique in TECHNIQUES and technique not in FLAGS
+
+
+def test_pickling_is_a_technique_of_no_concern_but_unpickling_runs_code() -> None:
+    assert scan_code("import pickle\nkept = pickle.dumps(grid)", "ex1_free") == []
+    assert {e.flag for e in scan_code("import pickle\npickle.loads(kept)", "ex1_free")} == {
+        "obfuscation"
+    }
+
+
 @pytest.mark.parametrize(("source", "flag"), HOSTILE_SNIPPETS)
 def test_hostile_snippets_are_flagged(source: str, flag: str) -> None:
     found = scan_code(source, "ex1_free")
     assert flag in {evidence.flag for evidence in found}, found
-    assert all(evidence.flag in FLAGS and evidence.cell == "ex1_free" for evidence in found)
+    assert all(
+        (evidence.flag in FLAGS or evidence.is_technique) and evidence.cell == "ex1_free"
+        for evidence in found
+    )
     assert all(
         evidence.describe().startswith(f"[{evidence.flag}] ex1_free: ") for evidence in found
     )

@@ -66,6 +66,7 @@ def lesson(tmp_path_factory):
                   "generator": freed_generator, "lru_cache": freed_lru, "cycle": freed_cycle,
                   "memoryview": freed_c},
         "held_after_sys": held_after_sys,
+        "cycle": [held_cycle, held_after_looking, collected_cycle, freed_cycle],
         "freed_by_rebinding": freed_by_rebinding, "freed_by_return": freed_by_return,
         "still_defined": still_defined,
         "zeros_traced": [numpy_zeros - numpy_before, numpy_zeros_recycled - numpy_start],
@@ -100,6 +101,24 @@ def test_lesson_the_real_traceback_outlives_sys_last(lesson):
     assert facts["freed"]["traceback"] == 0
 
 
+def printed_by(notebook: nbformat.NotebookNode, cell_id: str) -> str:
+    cell = next(c for c in notebook.cells if c.id == cell_id)
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_lesson_the_cycle_waits_for_the_collector_that_the_demo_runs(lesson):
+    """The text: only the collector frees a cycle, and `gc.collect()` does. So nothing in the
+    demo may run the collector before it: not even holders_of, which names the cycle."""
+    notebook, facts = lesson
+    held, after_looking, collected, freed = facts["cycle"]
+    assert held == after_looking == MB8 and freed == 0
+    assert collected > 0  # the demo's gc.collect() is what freed it
+    printed = printed_by(notebook, "holder-cycle")
+    assert "a reference cycle" in printed and "`gc.collect()` runs it now" in printed
+    assert "still held after holders_of: 7.63 MiB (8,000,000 bytes)" in printed
+    assert f"after gc.collect(): 0 bytes (the collector freed {collected} objects)" in printed
+
+
 def test_lesson_any_route_that_drops_the_last_reference_frees(lesson):
     _, facts = lesson
     assert facts["freed_by_rebinding"] == 0 and facts["freed_by_return"] == 0
@@ -120,6 +139,7 @@ def lesson_2(tmp_path_factory):
     facts = """{
         "added_by": added_by,
         "freed_at_zero": freed_at_zero, "held_by_cycle": held_by_cycle, "freed_by_gc": freed_by_gc,
+        "held_after_looking": held_after_looking, "found": found,
         "rescale": [rescale.net_bytes, rescale.peak_bytes],
         "standardize_peak": standardize.peak_bytes,
         "peaks": {"rebound": rebound.peak_bytes, "augmented": augmented.peak_bytes,
@@ -156,9 +176,19 @@ def test_lesson_2_views_add_nothing_and_copies_add_their_size(lesson_2):
 
 
 def test_lesson_2_count_zero_frees_and_a_cycle_waits_for_gc(lesson_2):
-    facts = lesson_2[1]
+    notebook, facts = lesson_2
     assert facts["freed_at_zero"] == MB8
     assert facts["held_by_cycle"] == MB8 and facts["freed_by_gc"] == 0
+    # "the 8,000,000 bytes stay until the collector runs": holders_of, which names the cycle,
+    # does not run it; the demo's gc.collect() finds the cycle and frees it.
+    assert facts["held_after_looking"] == MB8 and facts["found"] > 0
+    printed = printed_by(notebook, "cycle")
+    assert "a reference cycle" in printed
+    assert "held after holders_of:   7.63 MiB (8,000,000 bytes)" in printed
+    assert (
+        f"held after gc.collect(): 0 bytes | the collector freed {facts['found']} objects"
+        in printed
+    )
 
 
 def test_lesson_2_temporaries_peak_while_net_is_zero(lesson_2):

@@ -69,13 +69,21 @@ checks.assert_peak_below(block_stats, _reader, 60, budget_bytes=8 * 2**20)
 """
 
 
-def run_budget_test(stats: str, work: Path) -> tuple[dict, list]:
-    """The set-up, ``stats``, and a graded test of it (96 MB of blocks, an 8 MiB budget)."""
+def run_budget_test(stats: str, work: Path, *, seen: bool = True) -> tuple[dict, list]:
+    """The set-up, ``stats`` (in exercise 5's cell), and its graded test (96 MB of blocks, an
+    8 MiB budget). ``seen=False`` makes ``stats`` a cell the static read trusts, as if it hid
+    its technique from it: only what the grader measures from outside is left."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in (SETUP, stats, BUDGET_TEST)]
+    nb.cells[1].metadata["nbgrader"] = {
+        "grade": False,
+        "grade_id": "ex5_stats",
+        "solution": seen,
+        "locked": not seen,
+    }
     nb.cells[2].metadata["nbgrader"] = {
         "grade": True,
-        "grade_id": "budget_test",
+        "grade_id": "ex5_budget_test",
         "points": 1,
         "solution": False,
         "locked": True,
@@ -86,20 +94,27 @@ def run_budget_test(stats: str, work: Path) -> tuple[dict, list]:
 def test_memory_the_tracer_misses_is_seen_from_outside(work):
     """np.memmap holds all 96 MB where tracemalloc does not look: assert_peak_below passes
     in the kernel, the kernel's peak resident memory read from outside gives it away."""
-    record, outputs = run_budget_test(MEMMAP_STATS, work)
+    record, outputs = run_budget_test(MEMMAP_STATS, work, seen=False)
     over = [e for e in record["evidence"] if e["flag"] == "rss-over-budget"]
-    assert over and over[0]["cell"] == "budget_test", record["evidence"]
+    assert over and over[0]["cell"] == "ex5_budget_test", record["evidence"]
     cell = record["cells"][2]
     assert cell["rss_peak_bytes"] - cell["rss_start_bytes"] > 90 * 10**6
     assert outputs[0]["ename"] == "IntegrityError"  # the test is distrusted: it scores 0
 
 
-def test_an_honest_budget_stays_unflagged(work):
-    record, outputs = run_budget_test(BLOCK_STATS, work)
-    assert record["evidence"] == []
-    cell = record["cells"][2]
-    assert 0 <= cell["rss_peak_bytes"] - cell["rss_start_bytes"] < 8 * 2**20
-    assert not any(output.get("output_type") == "error" for output in outputs)
+def test_a_technique_the_exercise_does_not_accept_fails_its_test_and_teaches(work):
+    """np.memmap, read in the student's own cell: not accepted, so its exercise's test scores
+    0 with what to do instead. It is not a flag, and what RSS showed is no evidence then."""
+    record, outputs = run_budget_test(MEMMAP_STATS, work)
+    assert record["status"] == "graded" and record["flags"] == [] and record["evidence"] == []
+    assert [o["flag"] for o in record["observations"]] == ["untraced-memory"]
+    error = next(o for o in outputs if o["output_type"] == "error")
+    assert error["ename"] == "NotAccepted"
+    text = " ".join(error["evalue"].split())
+    assert "in ex5_stats: uses numpy.memmap" in text and "keep only running totals" in text
+    assert "your other exercises are not affected" in text
+    assert all(len(line) <= 80 for line in f"NotAccepted: {error['evalue']}".splitlines())
+    assert record["cells"][2]["verdict"] == "failed"
 
 
 FRAGMENTS_THEN_FREES = [

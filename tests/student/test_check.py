@@ -95,3 +95,54 @@ def test_deleted_test_cells_and_a_hanging_cell_within_the_limits(tmp_path):
     assert any("ex7_freed_test: this test cell was deleted" in m for m in results["ex7"].messages)
     assert any("test cells deleted: ex7_freed_test" in w for w in checked.warnings)
     assert results["ex1"].status == results["ex6"].status == "passed"
+
+
+@pytest.mark.slow
+def test_memory_mistakes_and_a_technique_show_before_submitting(tmp_path, capsys):
+    """The visible tests run the memory checks, so a leak, a temporary and a copy kept as a
+    BytesIO fail before submitting; np.memmap fails its own exercise only, saying why."""
+    answers = solutions(EXERCISES)
+    answers["ex1_free"] = (
+        "import io\nbackup = io.BytesIO(grid.tobytes())\ngrid_nbytes = grid.nbytes\ndel grid"
+    )
+    answers["ex4_repair"] = (
+        "def zscore(batch):\n    result = (batch - batch.mean()) / batch.std()\n"
+        "    results_by_call[len(results_by_call)] = result\n    return result"
+    )
+    answers["ex5_stats"] = (
+        "import tempfile\n\n\ndef block_stats(read_block, n_blocks):\n"
+        "    first = read_block(0)\n"
+        "    data = np.memmap(tempfile.TemporaryFile(), dtype=first.dtype, mode='w+',"
+        " shape=(n_blocks * first.size,))\n"
+        "    for i in range(n_blocks):\n"
+        "        data[i * first.size : (i + 1) * first.size] = read_block(i)\n"
+        "    mean = float(data.mean())\n"
+        "    return mean, float(np.sqrt(np.dot(data, data) / data.size - mean**2))"
+    )
+    answers["ex6_rescale"] = (
+        "def rescale_inplace(a):\n    a[:] = (a - a.min()) / (a.max() - a.min())"
+    )
+    path = student_notebook(tmp_path, EXERCISES, answers)
+    code, out = _run([path], capsys)
+    assert code == 1
+    flat = " ".join(out.split())
+    verdicts = {
+        line.strip().split(":")[0]: line.rsplit(": ", 1)[1]
+        for line in out.splitlines()
+        if line.strip().startswith("Exercise ") and "points): " in line
+    }
+    assert verdicts == {
+        "Exercise 1": "failed",
+        "Exercise 2": "passed",
+        "Exercise 3": "passed",
+        "Exercise 4": "failed",
+        "Exercise 5": "failed",
+        "Exercise 6": "failed",
+        "Exercise 7": "passed",
+    }, out
+    assert "`backup` (a BytesIO holding 7.63 MiB" in flat and "`del backup`" in flat
+    assert "zscore() leaks" in flat and "`results_by_call` grew by" in flat
+    assert "NotAccepted: This exercise uses code the exercises do not accept" in flat
+    assert "keep only running totals" in flat
+    assert "rescale_inplace() allocated" in flat
+    assert "flagged" not in out

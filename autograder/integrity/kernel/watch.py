@@ -31,8 +31,12 @@ KERNEL_MODULES = tuple(
 # Modules whose every attribute is watched, and single attributes ("Class.method") of others.
 FULL_MODULES = (
     "autograder.checks",
+    "autograder.checks.advice",
+    "autograder.checks.copies",
     "autograder.checks.memory",
+    "autograder.checks.messages",
     "autograder.checks.references",
+    "autograder.checks.sizes",
     "tracemalloc",
     "_tracemalloc",
     "gc",

@@ -13,6 +13,7 @@ from autograder.integrity.rules import (
     DEFAULT_MODULE_NAMES,
     IMPORT_FLAGS,
     KNOWN_SUBMODULES,
+    PICKLE_LOADERS,
     PROTECTED_BUILTINS,
     TYPES_ALLOWED,
 )
@@ -124,6 +125,8 @@ class ImportRules(ScannerState):
             what.startswith(("IPython.display", "IPython.core.display"))
         ):
             self.flag("ipython-hook", node, f"imports IPython internals ({what})")
+        elif top in ("pickle", "_pickle") and member in PICKLE_LOADERS:
+            self.flag("obfuscation", node, f"imports {what}: unpickling runs any code it names")
         else:
             self.check_attribute_use(node, what.split("."))
 

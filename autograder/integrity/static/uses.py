@@ -16,8 +16,10 @@ from autograder.integrity.rules import (
     MODULE_SAFE_CONSUMERS,
     MUTATORS,
     OS_EXIT,
+    OS_FILE_WRITES,
     OS_SHELL_PREFIXES,
     OS_WRITES,
+    PICKLE_LOADERS,
     SAFE_DUNDER_ATTRS,
     SAFE_DUNDER_NAMES,
     SYS_ALLOWED,
@@ -148,7 +150,7 @@ class UseRules(ScannerState):
                 isinstance(keyword.value, ast.Constant) and keyword.value.value is None
             ):
                 self.flag(
-                    "tracker-tampering",
+                    "untraced-memory",
                     node,
                     "loads with mmap_mode: a file mapped into memory, which the tracer does not count",
                 )
@@ -169,7 +171,7 @@ class UseRules(ScannerState):
             return
         text = const_str(mode)
         if text is None or set(text) & set("wax+"):
-            self.flag("shell-or-network", node, "opens a file for writing")
+            self.flag("files", node, "opens a file for writing")
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if isinstance(node.ctx, ast.Load):
@@ -222,14 +224,18 @@ class UseRules(ScannerState):
                 self.flag("exits-kernel", node, f"calls os.{attr}")
             elif attr.startswith(OS_SHELL_PREFIXES) or attr in OS_WRITES:
                 self.flag("shell-or-network", node, f"calls os.{attr}")
+            elif attr in OS_FILE_WRITES:
+                self.flag("files", node, f"calls os.{attr}")
         elif top == "threading" and attr in THREADING_TRACE:
             self.flag("trace-function", node, f"uses threading.{attr}")
         elif top == "numpy" and pieces[-1] in UNTRACED_NUMPY:
             self.flag(
-                "tracker-tampering",
+                "untraced-memory",
                 node,
                 f"uses {target}: a file mapped into memory, which the tracer does not count",
             )
+        elif top in ("pickle", "_pickle") and attr in PICKLE_LOADERS:
+            self.flag("obfuscation", node, f"uses {target}: unpickling runs any code it names")
         elif top == "IPython" and not target.startswith(
             ("IPython.display", "IPython.core.display")
         ):
