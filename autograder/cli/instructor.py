@@ -117,8 +117,13 @@ def _add_exchange_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# `autograder grade`'s exit status when the sandbox could not be applied: to the run (nothing
+# was graded) or to some notebooks (they were not graded; everyone else was).
+EXIT_SANDBOX = 3
+
+
 def _grade(args: argparse.Namespace) -> int:
-    from autograder.grading.report import summary_table
+    from autograder.grading.report import not_graded_summary, summary_table
     from autograder.grading.run import grade
 
     course = Course(course_root(args), assignment=args.assignment)
@@ -135,12 +140,18 @@ def _grade(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         announce=lambda line: print(line, flush=True),
         scheduler=args.scheduler,
+        sandbox=args.sandbox,
     )
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
     print(
         f"\n{len(run.students)} students in {run.seconds:.1f} s{resumed}. Report: {run.report_path}"
     )
+    print(run.sandbox.get("line", ""))
+    problem = not_graded_summary(run)
+    if problem:
+        print("\n" + problem, file=sys.stderr)
+        return EXIT_SANDBOX
     return 0
 
 
@@ -261,6 +272,15 @@ def _add_grading_commands(commands: Commands) -> None:
         metavar="ADDRESS",
         help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] "
         "for a LocalCluster of N workers here (needs the [cluster] extra; --workers is ignored)",
+    )
+    grade.add_argument(
+        "--sandbox",
+        choices=defaults.SANDBOX_CHOICES,
+        help="the student kernels' protection, decided once before any student code runs "
+        "and then held by every kernel (default: nbgrader_config.py's, which defaults to "
+        "auto: all this machine allows; as root, at least a uid of their own, or nothing is "
+        "graded). full: a uid of their own and namespaces, or nothing; uid-only, "
+        "limits-only: less than the machine allows, by your choice, shown in every row",
     )
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)

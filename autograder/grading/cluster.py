@@ -5,7 +5,7 @@ local pool's, with the workers elsewhere:
 
 * once per worker, a :class:`CourseOnWorker` plugin unpacks the course material (the
   :class:`autograder.grading.task.CourseBundle`), checks that the worker runs the same
-  package (version and code) as the instructor, and tries the sandbox once;
+  package (version and code) as the instructor;
 * one task per student carries the staged notebooks (bytes) and returns the run
   records, the graded notebooks and the scores (:mod:`autograder.grading.task`);
 * this process is the only writer of the gradebook, the graded notebooks, the run
@@ -64,7 +64,7 @@ from autograder.limits import duration
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worker
 # Seconds to wait for the next student beyond the longest one can take: a worker's start-up
-# (a nanny restarting one that died, the course's set-up and sandbox probe there) and the
+# (a nanny restarting one that died, the course's set-up there) and the
 # notebooks' way there and back. Past that, the cluster is taken to be gone.
 STARTUP_MARGIN = 60.0
 RESULT_TIMEOUT = 60  # seconds to fetch one finished student's result
@@ -180,14 +180,13 @@ def _has_dashboard(client: Client) -> bool:
 
 
 class CourseOnWorker(WorkerPlugin):
-    """Per-worker set-up, once per run: the course material, the version check, the sandbox."""
+    """Per-worker set-up, once per run: the course material and the version check."""
 
     def __init__(self, bundle: CourseBundle) -> None:
         self.bundle = bundle
         self.name = f"autograder-course-{bundle.digest}"
         self.course_dir: Path | None = None
         self.problem = ""  # why this worker cannot grade, for every student sent to it
-        self.sandbox = ""
 
     def setup(self, worker: Any) -> None:
         identity = package_identity()
@@ -201,10 +200,8 @@ class CourseOnWorker(WorkerPlugin):
         self.course_dir = Path(tempfile.mkdtemp(prefix="autograder-course-"))
         self.bundle.unpack(self.course_dir)
         _fingerprint_without_worker_hooks()
-        from autograder.sandbox.capabilities import describe
-        from autograder.sandbox.policy import Sandbox
-
-        self.sandbox = describe(Sandbox())  # launches the sandbox's probe once per worker
+        # The sandbox: the run's protection travels with each task (the overrides); every
+        # kernel launch here proves it or the notebook is not graded.
 
     def teardown(self, worker: Any) -> None:
         if self.course_dir is not None:
