@@ -103,8 +103,8 @@ class Protection:
         mode = self.mode
         applied = []
         if mode.dedicated_uid:
-            who = f"uid {uid}" if uid is not None else f"a dedicated uid ({sandbox.base_uid}+slot)"
-            applied.append(f"as {who} (no access to the course's files),")
+            who = f"uid {uid}," if uid is not None else f"a dedicated uid, {sandbox.base_uid}+slot,"
+            applied.append(f"as {who} which cannot reach the course's files,")
         if mode.isolated:
             hidden = len(sandbox.hidden_paths)
             applied.append(
