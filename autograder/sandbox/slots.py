@@ -22,11 +22,13 @@ import fcntl
 import os
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from autograder.sandbox.policy import SandboxUnavailable
 
-CHECK_UIDS = 4  # uids base_uid-1 ... base_uid-4: the checks', never a kernel's
+CHECK_UIDS = 8  # uids base_uid-1 ... base_uid-8: the checks', never a kernel's
+CHECK_WAIT = 60.0  # seconds a check waits for one of them (a check takes well under one)
 
 
 def runtime_root(configured: str | os.PathLike | None = None) -> Path:
@@ -100,12 +102,18 @@ def acquire_slot(
     raise SandboxUnavailable(f"{which} ({where}) are in use by other kernels")
 
 
-def acquire_check_uid(base_uid: int) -> tuple[int, int]:
-    """Lock one of the checks' uids (never a kernel's): (uid, fd holding the lock)."""
-    for uid in range(base_uid - 1, base_uid - 1 - CHECK_UIDS, -1):
-        fd = _try_lock(uid_lock_dir() / f"uid-{uid}.lock")
-        if fd is not None:
-            return uid, fd
-    raise SandboxUnavailable(
-        f"all {CHECK_UIDS} uids of the sandbox's check (below {base_uid}) are in use"
-    )
+def acquire_check_uid(base_uid: int, wait: float = CHECK_WAIT) -> tuple[int, int]:
+    """Lock one of the checks' uids (never a kernel's): (uid, fd holding the lock). When
+    every one is taken (many runs starting at once), wait for one."""
+    deadline = time.monotonic() + wait
+    while True:
+        for uid in range(base_uid - 1, base_uid - 1 - CHECK_UIDS, -1):
+            fd = _try_lock(uid_lock_dir() / f"uid-{uid}.lock")
+            if fd is not None:
+                return uid, fd
+        if time.monotonic() > deadline:
+            raise SandboxUnavailable(
+                f"all {CHECK_UIDS} uids of the sandbox's check (below {base_uid}) stayed in "
+                f"use for {wait:g} s"
+            )
+        time.sleep(0.05)

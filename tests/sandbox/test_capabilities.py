@@ -38,7 +38,9 @@ def test_the_line_says_what_is_applied_and_what_is_not():
         assert part in line, line
     if ROOT:
         assert line.startswith("Sandbox fully applied"), line
-        assert "dedicated uid, 62000+slot, which cannot reach" in line and "no network" in line, line
+        assert "dedicated uid, 62000+slot, which cannot reach" in line and "no network" in line, (
+            line
+        )
         assert "1 hidden path" in line and "64 processes" in line, line
         assert "not applied" not in line
     else:
