@@ -115,10 +115,18 @@ def _fingerprint(root: Path) -> dict[str, str]:
     return found
 
 
-def _course(template: Path, run: Run, students: list[Example], config: str = "") -> None:
+def _course(
+    template: Path,
+    run: Run,
+    students: list[Example],
+    config: str = "",
+    target: bool = False,
+    sealed: bool = False,
+) -> None:
     """A copy of the released course, its files as an instructor's umask leaves them
-    (readable by anyone), a canary in each folder a kernel must not read, the marker the
-    attack examples look for."""
+    (readable by anyone) unless ``sealed`` (as a course graded before is left), a canary in
+    each folder a kernel must not read, and, when it is a ``target``, the marker the attack
+    examples look for (they touch nothing else)."""
     shutil.copytree(template, run.root)
     course = Course(run.root)
     for example in students:
@@ -127,17 +135,21 @@ def _course(template: Path, run: Run, students: list[Example], config: str = "")
         (run.root / folder).mkdir(parents=True, exist_ok=True)
         canary = run.root / folder / ".canary"
         canary.write_text(f"CANARY {run.canary}\n")
-    (run.root / ".hostile-test-target").touch()
+    if target:
+        (run.root / ".hostile-test-target").touch()
     if config:
         with (run.root / "nbgrader_config.py").open("a") as file:
             file.write(config)
     for path in [run.root, *run.root.rglob("*")]:
         os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    if sealed:
+        for name in ("source", "release", "submitted", "autograded", "gradebook.db"):
+            os.chmod(run.root / name, 0o750 if (run.root / name).is_dir() else 0o640)
+    run.before = _fingerprint(run.root)  # reads the canaries: before their access times are set
     old = time.time() - 3 * 24 * 3600  # relatime updates an access time older than a day
     for folder in CANARY_DIRS:
         os.utime(run.root / folder / ".canary", (old, old))
         run.stamps[folder] = os.stat(run.root / folder / ".canary").st_atime
-    run.before = _fingerprint(run.root)
 
 
 def _start(run: Run, *options: str, wrap: list[str] | None = None) -> subprocess.Popen:
@@ -145,6 +157,12 @@ def _start(run: Run, *options: str, wrap: list[str] | None = None) -> subprocess
     return subprocess.Popen(
         [*(wrap or []), *command], cwd=run.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+
+
+def _announced(run: Run, process: subprocess.Popen) -> None:
+    """Wait for the run's first line: its sandbox is decided, and its course sealed."""
+    assert process.stdout is not None
+    run.stdout = process.stdout.readline().decode()
 
 
 def _container(*options: str) -> list[str]:
@@ -159,10 +177,11 @@ def _finish(run: Run, process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-    run.returncode, run.stdout, run.stderr = process.returncode, stdout.decode(), stderr.decode()
-    run.after = _fingerprint(run.root)
-    for folder in CANARY_DIRS:
+    run.returncode = process.returncode
+    run.stdout, run.stderr = run.stdout + stdout.decode(), stderr.decode()
+    for folder in CANARY_DIRS:  # before the fingerprint, which reads them
         run.accessed[folder] = os.stat(run.root / folder / ".canary").st_atime
+    run.after = _fingerprint(run.root)
 
 
 @dataclass
@@ -220,10 +239,11 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     shutil.copy(template / "source" / "numpy_memory" / f"{QUIZ}.ipynb", student)
 
     timing = ("--cell-timeout", "10")
-    processes = {
+    processes = {"C": _start(runs["C"], "--workers", "2", *timing, wrap=_container())}
+    _announced(runs["C"], processes["C"])
+    processes |= {
         "A": _start(runs["A"], "--workers", "2", *timing),
         "B": _start(runs["B"], "--workers", "2", *timing),
-        "C": _start(runs["C"], "--workers", "2", *timing, wrap=_container()),
         "D": _start(runs["D"], "--workers", "1", *timing),
         "F": _start(runs["F"], "--workers", "1", wrap=_container("--no-setuid")),
         "G": _start(runs["G"], "--workers", "1"),
@@ -241,8 +261,9 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     ]
     # The control, last: as root with limits only, its attacks reach every course that
     # carries the marker, so the others lose theirs first (and were measured already).
-    for name in "ABCDFG":
+    for name in "ABC":
         (runs[name].root / ".hostile-test-target").unlink()
+    _course(template, runs["E"], CONTROL, target=True)
     _finish(runs["E"], _start(runs["E"], "--workers", "2", "--sandbox=limits-only"))
     control = {path: text for path, text in _stolen(started).items() if path not in stolen}
     return Runs(runs, check, stolen, control, leftovers)
@@ -261,7 +282,8 @@ def _stolen(since: float) -> dict[str, str]:
 
 
 def _ran(notebook: dict) -> bool:
-    return notebook["status"] != "ungradable"  # not submitted: no kernel, no code
+    """A kernel ran it (not a notebook left out, nor a lesson, which has nothing to grade)."""
+    return notebook["status"] != "ungradable" and notebook["max_score"] > 0
 
 
 @pytest.mark.parametrize("name", ["A", "B"])
@@ -412,12 +434,11 @@ def test_kernels_that_cannot_get_their_sandbox_are_not_graded_and_said_so(runs: 
 
 
 def test_the_control_run_shows_the_attacks_and_the_instruments_work(runs: Runs) -> None:
+    """Lowered by choice, the same attacks wreck and read the course: the gradebook they empty
+    even stops the run (its report cannot be made), exactly what the sandbox prevents."""
     run = runs.runs["E"]
-    assert run.returncode == 0, run.stderr[-3000:]
     first = run.stdout.splitlines()[0]
     assert first.startswith("Sandbox lowered by the instructor (--sandbox=limits-only)"), first
-    rows = [line for line in run.stdout.splitlines() if line.startswith("cheat-")]
-    assert len(rows) == 2 and all(r.rstrip().endswith("limits-only (chosen)") for r in rows)
     assert run.after != run.before  # the course was wrecked
     assert run.accessed != run.stamps  # its canaries were read
     assert any(run.canary in text for text in runs.control_stolen.values())  # and copied out
