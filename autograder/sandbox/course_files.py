@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from pathlib import Path
 
 from autograder.sandbox.policy import SandboxUnavailable
 
@@ -51,15 +50,3 @@ def seal(paths: Iterable[str | os.PathLike]) -> list[str]:
             ) from None
         changed.append(target)
     return changed
-
-
-def readable_by_others(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """The existing paths whose "others" bits let a stranger read, write or enter them."""
-    found = []
-    for path in paths:
-        try:
-            if os.stat(path).st_mode & OTHERS:
-                found.append(str(Path(path)))
-        except OSError:
-            continue
-    return found

@@ -214,16 +214,14 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     template = copy_course(template_parent / "course")
     release(Course(template))
     runs = {name: Run(name, base / name, secrets.token_hex(12)) for name in "ABCDEFG"}
+    # A and B as courses graded before (sealed); C as the instructor left it, world-readable:
+    # its run seals it before any kernel starts, and starts first, so that no other run's
+    # attacks see it unsealed. Courses that are no target carry no marker.
     for name in "AB":
-        _course(template, runs[name], HOSTILE + HONEST)
-    _course(template, runs["C"], [*HOSTILE, BY_NAME["passes-all"]])
-    _course(
-        template,
-        runs["D"],
-        [*BOMBS, AFTER_BOMBS],
-        f"\nc.SandboxedKernelManager.base_uid = {BOMB_BASE_UID}\n",
-    )
-    _course(template, runs["E"], CONTROL)
+        _course(template, runs[name], HOSTILE + HONEST, target=True, sealed=True)
+    _course(template, runs["C"], [*HOSTILE, BY_NAME["passes-all"]], target=True)
+    bombs_config = f"\nc.SandboxedKernelManager.base_uid = {BOMB_BASE_UID}\n"
+    _course(template, runs["D"], [*BOMBS, AFTER_BOMBS], bombs_config)
     _course(template, runs["F"], [BY_NAME["passes-all"]])
     foreign = base / "someone-elses-runtime-dir"
     foreign.mkdir()
