@@ -63,7 +63,9 @@ QUIZ = "02_quiz_what_del_frees"
 TESTS_ROOT = Path("/var/lib/autograder-sandbox-tests")  # not /tmp: kernels see their own
 BOMB_BASE_UID = 64000  # run D's own uid range: its slot 0 is free whatever else runs
 KERNEL_UIDS = [*range(61990, 62100), *range(63990, 64100)]
-CANARY_DIRS = ("source/numpy_memory", "release/numpy_memory", "submitted", "autograded")
+# Not in source/numpy_memory/: nbgrader's autograde copies the files beside the source notebooks
+# (the assignment's data) into every student's graded folder, which the kernel works in.
+CANARY_DIRS = ("source", "release", "submitted", "autograded")
 UNCHANGED = ("source", "release", "submitted", "nbgrader_config.py")
 GRADE = [sys.executable, "-m", "autograder"]
 RUN_TIMEOUT = 840
