@@ -168,7 +168,7 @@ def _grade(
         protection = decide_protection(course, overrides, sandbox)
     except SandboxUnavailable as error:
         raise SandboxRefused(
-            f"Nothing was graded: the sandbox cannot be applied here. {error}. To grade "
+            f"Nothing was graded: the sandbox cannot be applied here: {error}. To grade "
             "anyway with less protection, say so: --sandbox=limits-only (the kernels then "
             "run with resource limits only)."
         ) from None

@@ -407,7 +407,7 @@ def test_bombs_in_slot_0_cost_the_honest_student_after_them_nothing(runs: Runs) 
 def test_a_machine_that_allows_no_uid_of_their_own_grades_nothing(runs: Runs) -> None:
     run = runs.runs["F"]
     assert run.returncode == 3
-    assert "Nothing was graded: the sandbox cannot be applied here." in run.stderr
+    assert "Nothing was graded: the sandbox cannot be applied here: a student kernel" in run.stderr
     assert "--sandbox=limits-only" in run.stderr
     assert not (run.root / "autograded" / "passes-all").exists()
     assert not (run.root / "grading-report" / "report.json").exists()
