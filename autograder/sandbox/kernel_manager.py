@@ -250,9 +250,8 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._attempted_start = True
         protection = self.run_protection()  # before anything starts: raises if none can be had
         failures: list[str] = []
-        kept_aside: list[
-            int
-        ] = []  # slots that failed, locked until the end: the retry takes another
+        # The locks of slots whose launch failed, held until the end: a retry takes another.
+        kept_aside: list[int] = []
         try:
             for _attempt in range(LAUNCH_ATTEMPTS):
                 kernel_cmd, launch_kw = await self._async_pre_start_kernel(protection, **kw)
@@ -261,7 +260,9 @@ class SandboxedKernelManager(AsyncKernelManager):
                 except SandboxLaunchFailed as failure:
                     failures.append(f"{self._where()}: {failure}")
                     kept_aside.append(await self._discard_attempt())
-                    error = capabilities.check(protection.level, self.sandbox)
+                    error = await asyncio.to_thread(
+                        capabilities.check, protection.level, self.sandbox
+                    )
                     if error is not None:
                         raise SandboxUnavailable(
                             f"the run's sandbox ({protection.level}) could not be applied to "
