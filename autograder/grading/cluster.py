@@ -32,6 +32,7 @@ refused.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -61,6 +62,9 @@ from autograder.grading.task import (
     write_result,
 )
 from autograder.limits import duration
+from autograder.sandbox import SandboxUnavailable, capabilities
+from autograder.sandbox.capabilities import Protection
+from autograder.sandbox.policy import Sandbox
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worker
 # Seconds to wait for the next student beyond the longest one can take: a worker's start-up
@@ -223,6 +227,23 @@ def _fingerprint_without_worker_hooks() -> None:
         fingerprint()
     finally:
         gc.callbacks.extend(callbacks)
+
+
+def decide_on_worker(client: Client, sandbox: Sandbox, choice: str) -> Protection:
+    """The run's protection, decided on one of the cluster's workers (where the kernels run,
+    maybe as another user than the instructor); every worker's kernels must then get it, or
+    their notebooks are not graded. The course's paths stay here: each task seals its own."""
+    portable = dataclasses.replace(sandbox, hidden_paths=())
+    future = client.submit(capabilities.decide, portable, choice, pure=False)
+    try:
+        return future.result(timeout=RESULT_TIMEOUT)
+    except SandboxUnavailable:
+        raise
+    except Exception as error:
+        raise ClusterError(
+            f"No worker of the cluster could decide the sandbox ({type(error).__name__}: "
+            f"{error}): nothing was graded."
+        ) from None
 
 
 def grade_on_worker(task: StudentTask, plugin_name: str) -> StudentResult:

@@ -29,6 +29,7 @@ through nbgrader, one student at a time each, retrying if SQLite is busy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -59,7 +60,7 @@ from autograder.grading.workers import (
 )
 from autograder.limits import TimeLimits, duration
 from autograder.records import NOT_GRADED
-from autograder.sandbox import SandboxUnavailable
+from autograder.sandbox import SandboxUnavailable, capabilities
 
 __all__ = ["GradingError", "GradingRun", "SandboxRefused", "grade"]
 
@@ -164,8 +165,13 @@ def _grade(
     time_limits = time_limits_for(course, overrides)
     notebooks = _assignment_notebooks(course)
     report_dir.mkdir(parents=True, exist_ok=True)  # sealed with the rest before the check
+    decide: Callable[..., Any] = capabilities.decide
+    if client is not None:  # where the kernels run: on the cluster's workers
+        from autograder.grading.cluster import decide_on_worker
+
+        decide = functools.partial(decide_on_worker, client)
     try:  # once, before any student code runs; every kernel of the run then gets this
-        protection = decide_protection(course, overrides, sandbox)
+        protection = decide_protection(course, overrides, sandbox, decide)
     except SandboxUnavailable as error:
         raise SandboxRefused(
             f"Nothing was graded: the sandbox cannot be applied here: {error}. To grade "

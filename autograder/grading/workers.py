@@ -61,16 +61,22 @@ def _config(course: Course, overrides: dict[str, Any]) -> Config:
     return config
 
 
-def decide_protection(course: Course, overrides: dict[str, Any], choice: str | None) -> Protection:
-    """The protection every kernel of the run gets, decided here, before any student code runs
-    (:func:`autograder.sandbox.capabilities.decide`, with the course's sandbox settings), and
-    put into ``overrides`` for the workers. SandboxUnavailable when it cannot be had."""
+def decide_protection(
+    course: Course,
+    overrides: dict[str, Any],
+    choice: str | None,
+    decide: Callable[[Sandbox, str], Protection] = capabilities.decide,
+) -> Protection:
+    """The protection every kernel of the run gets, decided before any student code runs
+    (``decide``: here, or on a cluster's worker, where the kernels run), with the course's
+    sandbox settings, and put into ``overrides`` for the workers. SandboxUnavailable when it
+    cannot be had."""
     manager = SandboxedKernelManager(config=_config(course, overrides))
     if choice is None:  # the course's configuration says (default: all the machine allows)
         choice = manager.sandbox_choice
         if manager.isolate is not None and choice == "auto":
             choice = "full" if manager.isolate else "limits-only"
-    protection = capabilities.decide(manager.sandbox, choice)
+    protection = decide(manager.sandbox, choice)
     overrides.setdefault("SandboxedKernelManager", {})["protection"] = protection.to_json()
     return protection
 
