@@ -56,6 +56,13 @@ MAX_PROCESSES = 64  # only with a dedicated uid (as root): RLIMIT_NPROC counts p
 MAX_FILE_BYTES = 512 * MiB
 MAX_OPEN_FILES = 256
 
+# -- the kernel's protection (autograder.sandbox.capabilities) ---------------------------------
+# What an instructor may ask for (`autograder grade --sandbox`): "auto" is all the machine
+# allows (as root at least a uid of the kernel's own, or nothing is graded); the others are
+# that level or nothing ("uid-only" and "limits-only" are less than a root host allows, by
+# choice, and say so before the run and in every row).
+SANDBOX_CHOICES = ("auto", "full", "uid-only", "limits-only")
+
 # -- what one notebook may be, and leave in its graded copy --------------------------------
 MAX_NOTEBOOK_BYTES = 20 * MiB  # a submitted notebook larger than this is not graded
 MAX_OUTPUT_BYTES = 2 * MiB  # past this, outputs are dropped (errors and stderr are kept)

@@ -24,7 +24,19 @@ from typing import Any
 from autograder.integrity.evidence import Evidence
 
 # Statuses of a graded notebook, most serious first (a notebook gets the first that applies).
-STATUSES = ("ungradable", "kernel died", "timed out", "over memory", "flagged", "graded")
+# "not graded": the run's sandbox could not be applied to its kernel, so none of its code ran
+# (the reason says why); the next run grades it again.
+STATUSES = (
+    "not graded",
+    "ungradable",
+    "kernel died",
+    "timed out",
+    "over memory",
+    "flagged",
+    "graded",
+)
+NOT_GRADED = "not graded"
+SANDBOX_UNAVAILABLE = "sandbox unavailable"  # how the reason of a "not graded" notebook starts
 
 # What the executor concluded about one test cell. The grader's own verdicts (all but
 # "passed" and "failed") explain why a test scored 0 whatever the student's code printed.
@@ -89,7 +101,8 @@ class NotebookRun:
     # allocator may keep freed memory), for the instructor to read beside the evidence.
     observations: list[Evidence] = field(default_factory=list)
     cells: list[CellRecord] = field(default_factory=list)
-    sandbox: str = ""
+    sandbox: str = ""  # what containment the kernel got, in words
+    sandbox_level: str = ""  # its level (autograder.sandbox.capabilities.LEVELS), "" if none ran
     seconds: float = 0.0
     # The limit that stopped the notebook early ("cell", "notebook", "student", "probe"), or
     # None when it ran to its end (a cell may still have been interrupted and the rest run).
@@ -173,6 +186,7 @@ class NotebookReport:
     ended_by: str | None = None
     limits: dict[str, float] = field(default_factory=dict)
     sandbox: str = ""
+    sandbox_level: str = ""
     log: str = ""  # nbgrader's log, when the grader itself failed on this notebook
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from autograder.cli import instructor, platforms, student
 from autograder.course import NbgraderError
-from autograder.grading.run import GradingError
+from autograder.grading.run import GradingError, SandboxRefused
 from autograder.hub import HubError
 
 
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
+    except SandboxRefused as error:
+        print(f"autograder: {error}", file=sys.stderr)
+        return instructor.EXIT_SANDBOX
     except (FileNotFoundError, NbgraderError, GradingError, HubError, ValueError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2

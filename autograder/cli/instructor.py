@@ -168,25 +168,28 @@ def _add_exchange_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _unprotected() -> str | None:
-    """What the sandbox cannot apply in this process, in one sentence (None: nothing)."""
-    from autograder.sandbox.capabilities import decide_mode
-    from autograder.sandbox.policy import Sandbox, SandboxUnavailable
-
-    try:
-        missing = decide_mode(Sandbox()).missing
-    except SandboxUnavailable as error:
-        missing = (str(error),)
-    if not missing:
+    """What no kernel of this run can get, in one sentence, before anything runs (None as
+    root: there the run decides its protection itself, and refuses rather than lowers it)."""
+    if os.geteuid() == 0:
         return None
+    from autograder.sandbox.policy import Sandbox
+
     return (
-        "Not protected in this run: " + "; ".join(missing) + ". On a hub, grade through the "
-        "admin's grading service instead (`autograder hub grade`): it runs every student "
+        f"Not protected in this run: a dedicated uid, the {Sandbox().limits.max_processes}-process "
+        f"limit and a private /proc (not root: the kernel runs as uid {os.geteuid()}, like the "
+        "grader, and could signal or trace this user's other processes). On a hub, grade through "
+        "the admin's grading service instead (`autograder hub grade`): it runs every student "
         "kernel as a dedicated uid."
     )
 
 
+# `autograder grade`'s exit status when the sandbox could not be applied: to the run (nothing
+# was graded) or to some notebooks (they were not graded; everyone else was).
+EXIT_SANDBOX = 3
+
+
 def _grade(args: argparse.Namespace) -> int:
-    from autograder.grading.report import summary_table
+    from autograder.grading.report import not_graded_summary, summary_table
     from autograder.grading.run import grade
 
     course = Course(course_root(args), assignment=args.assignment)
@@ -206,12 +209,18 @@ def _grade(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         announce=lambda line: print(line, flush=True),
         scheduler=args.scheduler,
+        sandbox=args.sandbox,
     )
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
     print(
         f"\n{len(run.students)} students in {run.seconds:.1f} s{resumed}. Report: {run.report_path}"
     )
+    print(run.sandbox.get("line", ""))
+    problem = not_graded_summary(run)
+    if problem:
+        print("\n" + problem, file=sys.stderr)
+        return EXIT_SANDBOX
     return 0
 
 
@@ -372,6 +381,16 @@ def _add_grade_options(grade: argparse.ArgumentParser, *, service: bool) -> None
             metavar="ADDRESS",
             help="grade on a Dask cluster: a scheduler's address (tcp://host:8786), or local[:N] "
             "for a LocalCluster of N workers here (needs the [cluster] extra; --workers is ignored)",
+        )
+    if not service:  # the hub's grading service always grades with all the machine allows
+        grade.add_argument(
+            "--sandbox",
+            choices=defaults.SANDBOX_CHOICES,
+            help="the student kernels' protection, decided once before any student code runs "
+            "and then held by every kernel (default: nbgrader_config.py's, which defaults to "
+            "auto: all this machine allows; as root, at least a uid of their own, or nothing is "
+            "graded). full: a uid of their own and namespaces, or nothing; uid-only, "
+            "limits-only: less than the machine allows, by your choice, shown in every row",
         )
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -5,7 +5,7 @@ local pool's, with the workers elsewhere:
 
 * once per worker, a :class:`CourseOnWorker` plugin unpacks the course material (the
   :class:`autograder.grading.task.CourseBundle`), checks that the worker runs the same
-  package (version and code) as the instructor, and tries the sandbox once;
+  package (version and code) as the instructor;
 * one task per student carries the staged notebooks (bytes) and returns the run
   records, the graded notebooks and the scores (:mod:`autograder.grading.task`);
 * this process is the only writer of the gradebook, the graded notebooks, the run
@@ -32,6 +32,7 @@ refused.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -61,10 +62,13 @@ from autograder.grading.task import (
     write_result,
 )
 from autograder.limits import duration
+from autograder.sandbox import SandboxUnavailable, capabilities
+from autograder.sandbox.capabilities import Protection
+from autograder.sandbox.policy import Sandbox
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worker
 # Seconds to wait for the next student beyond the longest one can take: a worker's start-up
-# (a nanny restarting one that died, the course's set-up and sandbox probe there) and the
+# (a nanny restarting one that died, the course's set-up there) and the
 # notebooks' way there and back. Past that, the cluster is taken to be gone.
 STARTUP_MARGIN = 60.0
 RESULT_TIMEOUT = 60  # seconds to fetch one finished student's result
@@ -180,14 +184,13 @@ def _has_dashboard(client: Client) -> bool:
 
 
 class CourseOnWorker(WorkerPlugin):
-    """Per-worker set-up, once per run: the course material, the version check, the sandbox."""
+    """Per-worker set-up, once per run: the course material and the version check."""
 
     def __init__(self, bundle: CourseBundle) -> None:
         self.bundle = bundle
         self.name = f"autograder-course-{bundle.digest}"
         self.course_dir: Path | None = None
         self.problem = ""  # why this worker cannot grade, for every student sent to it
-        self.sandbox = ""
 
     def setup(self, worker: Any) -> None:
         identity = package_identity()
@@ -201,10 +204,8 @@ class CourseOnWorker(WorkerPlugin):
         self.course_dir = Path(tempfile.mkdtemp(prefix="autograder-course-"))
         self.bundle.unpack(self.course_dir)
         _fingerprint_without_worker_hooks()
-        from autograder.sandbox.capabilities import describe
-        from autograder.sandbox.policy import Sandbox
-
-        self.sandbox = describe(Sandbox())  # launches the sandbox's probe once per worker
+        # The sandbox: the run's protection travels with each task (the overrides); every
+        # kernel launch here proves it or the notebook is not graded.
 
     def teardown(self, worker: Any) -> None:
         if self.course_dir is not None:
@@ -226,6 +227,23 @@ def _fingerprint_without_worker_hooks() -> None:
         fingerprint()
     finally:
         gc.callbacks.extend(callbacks)
+
+
+def decide_on_worker(client: Client, sandbox: Sandbox, choice: str) -> Protection:
+    """The run's protection, decided on one of the cluster's workers (where the kernels run,
+    maybe as another user than the instructor); every worker's kernels must then get it, or
+    their notebooks are not graded. The course's paths stay here: each task seals its own."""
+    portable = dataclasses.replace(sandbox, hidden_paths=())
+    future = client.submit(capabilities.decide, portable, choice, pure=False)
+    try:
+        return future.result(timeout=RESULT_TIMEOUT)
+    except SandboxUnavailable:
+        raise
+    except Exception as error:
+        raise ClusterError(
+            f"No worker of the cluster could decide the sandbox ({type(error).__name__}: "
+            f"{error}): nothing was graded."
+        ) from None
 
 
 def grade_on_worker(task: StudentTask, plugin_name: str) -> StudentResult:

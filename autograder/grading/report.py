@@ -21,6 +21,8 @@ from autograder.grading.staging import StagedSubmission
 from autograder.grading.table import format_table, points
 from autograder.limits import TimeLimits
 from autograder.records import (
+    NOT_GRADED,
+    SANDBOX_UNAVAILABLE,
     CellReport,
     MemoryPoint,
     NotebookReport,
@@ -39,6 +41,19 @@ class GradingRun:
     seconds: float = 0.0
     limits: TimeLimits | None = None
     worst_case_seconds: float = 0.0  # the longest the run could have taken, known before it
+    # The protection every kernel of the run got (capabilities.Protection.to_json()), and
+    # its line, as printed before the run.
+    sandbox: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def not_graded(self) -> list[tuple[str, str, str]]:
+        """(student, notebook, reason) of each notebook whose kernel could not get the sandbox."""
+        return [
+            (student.student, notebook.notebook, notebook.reason)
+            for student in self.students
+            for notebook in student.notebooks
+            if notebook.status == NOT_GRADED
+        ]
 
     @property
     def report_path(self) -> Path:
@@ -59,7 +74,8 @@ def _last_error(log: str) -> str:
 
 
 def _cell_report(score: CellScore, run: NotebookRun | None, status: str, reason: str) -> CellReport:
-    if status == "ungradable":  # no score from this run (the gradebook may hold an older one)
+    if status in ("ungradable", NOT_GRADED):  # no score from this run (the gradebook may
+        # hold an older one)
         return CellReport(score.cell, 0.0, score.max_score, "not run", f"not graded: {reason}")
     record = run.cell(score.cell) if run else None
     verdict, message = (record.verdict, record.message) if record else (None, "")
@@ -112,6 +128,7 @@ def notebook_report(
         ended_by=run.ended_by if run else None,
         limits=run.limits if run else {},
         sandbox=run.sandbox if run else "",
+        sandbox_level=run.sandbox_level if run else "",
         log=failed_log,
     )
 
@@ -135,6 +152,7 @@ def student_report(
         )
         for name, max_score in notebooks.items()
     ]
+    _not_started_after_sandbox_failure(entries)
     when = submission_time(course.db_url, course.assignment, staged.student)
     return StudentReport(
         student=staged.student,
@@ -151,6 +169,23 @@ def student_report(
     )
 
 
+def _not_started_after_sandbox_failure(entries: list[NotebookReport]) -> None:
+    """nbgrader stops a student at the notebook whose kernel could not get the sandbox; the
+    notebooks it then never started are not graded for the same reason, not "ungradable"."""
+    failed = next((e for e in entries if e.status == NOT_GRADED), None)
+    if failed is None:
+        return
+    why = (
+        f"{SANDBOX_UNAVAILABLE}: not started, after {failed.notebook} could not get the "
+        "sandbox (see its reason)"
+    )
+    for entry in entries:
+        if entry.status == "ungradable" and entry.log:  # the grader failed on it: never ran
+            entry.status, entry.reason, entry.log = NOT_GRADED, why, ""
+            for cell in entry.cells:
+                cell.status, cell.message = "not run", f"not graded: {why}"
+
+
 def previous_report(run: GradingRun, student: str, sha256: str) -> StudentReport | None:
     """The student's report from an earlier run, if it graded this very submission."""
     path = run.student_path(student)
@@ -160,6 +195,8 @@ def previous_report(run: GradingRun, student: str, sha256: str) -> StudentReport
         previous = StudentReport.from_json(json.loads(path.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError):  # an older or damaged report: grade again
         return None
+    if any(n.status == NOT_GRADED for n in previous.notebooks):
+        return None  # its sandbox failed: grade it again
     return previous if previous.submission_sha256 == sha256 else None
 
 
@@ -181,6 +218,7 @@ def write_reports(run: GradingRun, assignment: str, workers: int) -> None:
         "seconds": run.seconds,
         "worst_case_seconds": round(run.worst_case_seconds, 1),
         "limits": run.limits.to_json() if run.limits else {},
+        "sandbox": run.sandbox,
         "students": [student.to_json() for student in run.students],
     }
     run.report_path.write_text(json.dumps(report, indent=1))
@@ -206,7 +244,46 @@ def summary_table(run: GradingRun) -> str:
             f"{points(student.score)}/{points(student.max_score)}",
             ", ".join(student.statuses),
             " ".join(student.flags) or "-",
+            sandbox_column(student),
         ]
         for student in run.students
     ]
-    return format_table(["student", "score", "status", "flags"], rows)
+    return format_table(["student", "score", "status", "flags", "sandbox"], rows)
+
+
+def sandbox_column(student: StudentReport) -> str:
+    """What the student's kernels got: a level, "(chosen)" when the instructor lowered it,
+    "NOT APPLIED" for notebooks that were not graded for want of it."""
+    words = []
+    for notebook in student.notebooks:
+        if notebook.status == NOT_GRADED:
+            word = "NOT APPLIED"
+        elif notebook.sandbox_level:
+            word = notebook.sandbox_level + (
+                " (chosen)" if "lowered by the instructor" in notebook.sandbox else ""
+            )
+        else:
+            continue
+        if word not in words:
+            words.append(word)
+    return ", ".join(words) or "-"
+
+
+def not_graded_summary(run: GradingRun) -> str:
+    """The lines an instructor must read when some notebooks could not get the sandbox."""
+    missing = run.not_graded
+    if not missing:
+        return ""
+    students = sorted({student for student, _, _ in missing})
+    lines = [
+        f"NOT GRADED: {len(missing)} notebook{'s' if len(missing) != 1 else ''} of "
+        f"{len(students)} student{'s' if len(students) != 1 else ''}: the sandbox could not be "
+        "applied to their kernels, so none of their code ran and the gradebook has no new "
+        "grade for them:"
+    ]
+    lines += [f"  {student} / {notebook}: {reason}" for student, notebook, reason in missing]
+    lines.append(
+        "Fix what the reasons say, then run `autograder grade` again: it grades these "
+        "students again and keeps everyone else's grades."
+    )
+    return "\n".join(lines)

@@ -12,6 +12,12 @@ For each student in ``submitted/<student>/<assignment>/``:
    student as soon as it is done (so a stopped run resumes), then
    ``report.json``, ``totals.csv`` and a memory plot per submission.
 
+Before any of it, the protection of every student kernel is decided once, from what the
+machine allows or what the instructor chose (``sandbox``; autograder.sandbox.capabilities),
+announced, and then held by every kernel: a notebook whose kernel cannot get it is "not
+graded" and runs no code; as root, a run that cannot have even a dedicated uid per kernel
+grades nothing (:class:`SandboxRefused`).
+
 Every cell, notebook and student has a time limit (``autograder.limits``), enforced
 from outside the kernel, so the longest the run can take is known before it starts:
 ``grade`` announces it, and the progress bar shows what is left of it.
@@ -23,6 +29,7 @@ through nbgrader, one student at a time each, retrying if SQLite is busy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -44,14 +51,26 @@ from autograder.grading.report import (
     write_reports,
 )
 from autograder.grading.staging import StagedSubmission, largest_first, stage
-from autograder.grading.workers import grade_in_pool, overrides_for, time_limits_for
+from autograder.grading.workers import (
+    decide_protection,
+    grade_in_pool,
+    overrides_for,
+    sandbox_of,
+    time_limits_for,
+)
 from autograder.limits import TimeLimits, duration
+from autograder.records import NOT_GRADED
+from autograder.sandbox import SandboxUnavailable, capabilities
 
-__all__ = ["GradingError", "GradingRun", "grade"]
+__all__ = ["GradingError", "GradingRun", "SandboxRefused", "grade"]
 
 
 class GradingError(RuntimeError):
     """The grading run itself cannot go on (not one student's problem)."""
+
+
+class SandboxRefused(GradingError):
+    """The run's sandbox cannot be applied here: nothing was graded."""
 
 
 def grade(
@@ -70,6 +89,7 @@ def grade(
     plots: bool = True,
     announce: Callable[[str], None] | None = None,
     scheduler: str | None = None,
+    sandbox: str | None = None,
 ) -> GradingRun:
     """Grade every submission (or ``students``) of ``course``; see the module docstring.
 
@@ -79,7 +99,10 @@ def grade(
     :class:`autograder.limits.LimitError` before anything runs. ``announce`` is
     given one line before the run: the worst case it can take. ``scheduler``: grade on a
     Dask cluster (an address, or ``local[:N]``) instead of the local pool
-    (:mod:`autograder.grading.cluster`); ``workers`` is then the cluster's.
+    (:mod:`autograder.grading.cluster`); ``workers`` is then the cluster's. ``sandbox``:
+    one of :data:`autograder.sandbox.capabilities.CHOICES` (default: the course's
+    configuration, which defaults to "auto": all the machine allows); the line saying what
+    the kernels get is announced too. Raises :class:`SandboxRefused` when it cannot be had.
     """
     with contextlib.ExitStack() as stack:
         client = _connect(scheduler, stack, announce) if scheduler else None
@@ -100,6 +123,7 @@ def grade(
             progress=progress,
             plots=plots,
             announce=announce,
+            sandbox=sandbox,
         )
 
 
@@ -133,13 +157,31 @@ def _grade(
     progress: bool,
     plots: bool,
     announce: Callable[[str], None] | None,
+    sandbox: str | None,
 ) -> GradingRun:
     started = time.monotonic()
     report_dir = (report_dir or course.root / defaults.REPORT_DIR).resolve()
     overrides = overrides_for(course, report_dir, memory_bytes, timing)
     time_limits = time_limits_for(course, overrides)
     notebooks = _assignment_notebooks(course)
-    run = GradingRun(report_dir, limits=time_limits)
+    report_dir.mkdir(parents=True, exist_ok=True)  # sealed with the rest before the check
+    decide: Callable[..., Any] = capabilities.decide
+    if client is not None:  # where the kernels run: on the cluster's workers
+        from autograder.grading.cluster import decide_on_worker
+
+        decide = functools.partial(decide_on_worker, client)
+    try:  # once, before any student code runs; every kernel of the run then gets this
+        protection = decide_protection(course, overrides, sandbox, decide)
+    except SandboxUnavailable as error:
+        raise SandboxRefused(
+            f"Nothing was graded: the sandbox cannot be applied here: {error}. To grade "
+            "anyway with less protection, say so: --sandbox=limits-only (the kernels then "
+            "run with resource limits only)."
+        ) from None
+    line = protection.describe(sandbox_of(course, overrides))
+    if announce is not None:
+        announce(line)
+    run = GradingRun(report_dir, limits=time_limits, sandbox={**protection.to_json(), "line": line})
     staged, todo = _stage_all(course, run, notebooks, _students(course, students), force)
     if client is not None:
         from autograder.grading.cluster import worker_threads
@@ -157,6 +199,8 @@ def _grade(
 
     def finish(student: str, log: str, final: bool = True) -> None:
         report = student_report(course, run, staged[student], notebooks, log)
+        if any(n.status == NOT_GRADED for n in report.notebooks):
+            final = False  # their sandbox failed: the next run grades them again
         if final:  # not when the cluster failed the student: the next run grades them again
             save_student(run, report)  # now, so that a stopped run resumes after this student
         run.students.append(report)

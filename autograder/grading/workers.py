@@ -23,7 +23,9 @@ from traitlets.config.loader import PyFileConfigLoader
 from autograder.course import Course, tool_environment
 from autograder.limits import LimitError, TimeLimits, start_student
 from autograder.pipeline.protected_execute import ProtectedExecute
-from autograder.sandbox.policy import hidden_from_students
+from autograder.sandbox import SandboxedKernelManager, capabilities
+from autograder.sandbox.capabilities import Protection
+from autograder.sandbox.policy import Sandbox, hidden_from_students
 
 _LOCK_RETRIES = 4  # SQLite is busy when two workers save grades at once
 _WORKER_DEATH_RETRIES = 1  # a student whose worker process died is graded again, once
@@ -50,13 +52,44 @@ def overrides_for(
     return overrides
 
 
-def time_limits_for(course: Course, overrides: dict[str, Any]) -> TimeLimits:
-    """The limits the workers will grade under (the course's configuration, then
-    ``overrides``); LimitError when they cannot be enforced."""
+def _config(course: Course, overrides: dict[str, Any]) -> Config:
+    """The course's nbgrader_config.py with ``overrides`` on top: what a worker loads."""
     config = Config()
     if (course.root / "nbgrader_config.py").is_file():
         config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
     config.merge(Config(overrides))
+    return config
+
+
+def decide_protection(
+    course: Course,
+    overrides: dict[str, Any],
+    choice: str | None,
+    decide: Callable[[Sandbox, str], Protection] = capabilities.decide,
+) -> Protection:
+    """The protection every kernel of the run gets, decided before any student code runs
+    (``decide``: here, or on a cluster's worker, where the kernels run), with the course's
+    sandbox settings, and put into ``overrides`` for the workers. SandboxUnavailable when it
+    cannot be had."""
+    manager = SandboxedKernelManager(config=_config(course, overrides))
+    if choice is None:  # the course's configuration says (default: all the machine allows)
+        choice = manager.sandbox_choice
+        if manager.isolate is not None and choice == "auto":
+            choice = "full" if manager.isolate else "limits-only"
+    protection = decide(manager.sandbox, choice)
+    overrides.setdefault("SandboxedKernelManager", {})["protection"] = protection.to_json()
+    return protection
+
+
+def sandbox_of(course: Course, overrides: dict[str, Any]) -> Sandbox:
+    """The sandbox the workers' kernels are configured with (for the line printed)."""
+    return SandboxedKernelManager(config=_config(course, overrides)).sandbox
+
+
+def time_limits_for(course: Course, overrides: dict[str, Any]) -> TimeLimits:
+    """The limits the workers will grade under (the course's configuration, then
+    ``overrides``); LimitError when they cannot be enforced."""
+    config = _config(course, overrides)
     try:
         return ProtectedExecute(config=config).time_limits()
     except TraitError as error:

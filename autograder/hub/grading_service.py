@@ -231,7 +231,9 @@ def grade_for(
             assert run.stdout is not None
             for line in run.stdout:
                 say(line.rstrip("\n").replace(str(work), str(course)))
-        if run.returncode == 0:
+        # Back whatever the run recorded: also when some notebooks could not get the sandbox
+        # (exit 3) or the run stopped; only a usage error (2) grades nothing.
+        if run.returncode != 2:
             back = [name for name in COPIED_BACK if (work / name).exists()]
             _copy(["tar", "-C", str(work), "-cf", "-", *back],
                   _as_user(user, ["tar", "-C", str(course), "-xf", "-", "--no-same-owner",

@@ -6,7 +6,9 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
 
 1. a static read of the student's cells (before any of them runs);
 2. a contained kernel (``autograder.sandbox``): memory, CPU, process and file
-   limits, no network, another user, hidden instructor files;
+   limits, no network, another user, hidden instructor files; the run's protection or
+   no kernel at all: a notebook whose kernel cannot get it is "not graded" (none of its
+   code runs) and nbgrader records nothing for it;
 3. before every graded test cell, a probe of the kernel's state
    (``autograder.integrity``);
 4. after every cell, the kernel's resident memory read by this process, which
@@ -61,9 +63,16 @@ from autograder.pipeline.cell_limits import (
 from autograder.pipeline.course_directory import find_coursedir
 from autograder.pipeline.inspect_submission import take_inspection
 from autograder.pipeline.tracked_arrays import tracked_arrays
-from autograder.records import STATUSES, CellRecord, NotebookRun
+from autograder.records import (
+    NOT_GRADED,
+    SANDBOX_UNAVAILABLE,
+    STATUSES,
+    CellRecord,
+    NotebookRun,
+)
 from autograder.sandbox import (
     SandboxedKernelManager,  # sets MALLOC_MMAP_THRESHOLD_: freed arrays leave RSS
+    SandboxUnavailable,
 )
 
 
@@ -195,8 +204,12 @@ class ProtectedExecute(Execute):
             if student_left <= 0:  # the student's time is spent: no kernel at all
                 self._stop(nb, run, 0, "student", "the notebook was not started")
             else:
-                with self.setup_kernel():
-                    self._run_cells(nb, run, static, budget)
+                try:
+                    with self.setup_kernel():
+                        self._run_cells(nb, run, static, budget)
+                except SandboxUnavailable as error:
+                    self._not_graded(nb, run, error, resources, started)
+                    raise  # nbgrader then records no grade for this student's submission
         finally:  # a kernel that failed to start took the student's time too
             clock.used += time.monotonic() - started
         run.seconds = round(time.monotonic() - started, 3)
@@ -233,6 +246,8 @@ class ProtectedExecute(Execute):
         if reply:
             self.nb.metadata["language_info"] = reply["content"]["language_info"]
         run.sandbox = getattr(self.km, "sandbox_description", "")
+        applied = getattr(self.km, "applied_level", None)
+        run.sandbox_level = applied or ""
         pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
         # The baseline, before any student cell.
         if self.probe_kernel and self._probe_within(nb, run, budget, 0, "start") is None:
@@ -315,6 +330,23 @@ class ProtectedExecute(Execute):
             return bool(run_sync(self.km.is_alive)())
         except Exception:  # a manager that cannot even answer: treat the kernel as gone
             return False
+
+    def _not_graded(
+        self,
+        nb: NotebookNode,
+        run: NotebookRun,
+        error: SandboxUnavailable,
+        resources: Any,
+        started: float,
+    ) -> None:
+        """The kernel could not get the run's sandbox: no code of the notebook ran. Record it
+        (the report and the instructor's summary read it) before nbgrader is told."""
+        why = f"{SANDBOX_UNAVAILABLE}: {error}"
+        run.status, run.reason = NOT_GRADED, why
+        run.sandbox, run.sandbox_level = f"Sandbox not applied: {error}", ""
+        verdicts.not_run(nb, run.cells, 0, f"not graded: {why}")
+        run.seconds = round(time.monotonic() - started, 3)
+        self._save(run, resources)
 
     # -- limits --------------------------------------------------------------------------------
 

@@ -204,7 +204,7 @@ def _add_report(
         name = notebook["notebook"]
         if notebook["flags"]:
             grade.flags[name] = list(notebook["flags"])
-        if notebook["status"] == "ungradable":
+        if notebook["status"] in ("ungradable", "not graded"):  # not graded: no sandbox
             if notebook["reason"] == NOT_SUBMITTED:
                 grade.not_submitted.append(name)
             else:

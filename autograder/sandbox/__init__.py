@@ -1,5 +1,6 @@
 """Run every student kernel contained: resource limits, a clean environment, and (as root)
-a dedicated uid with no network, hidden instructor files and a read-only file system.
+a dedicated uid with no network, hidden instructor files and a read-only file system; the
+same for every kernel of a run, or the kernel is not started.
 
 nbgrader runs kernels through :class:`SandboxedKernelManager`
 (``c.Execute.kernel_manager_class = "autograder.sandbox.SandboxedKernelManager"``); each
@@ -7,11 +8,13 @@ one is started by a small launcher script that applies the sandbox, then execs t
 One module per concern:
 
 * :mod:`.policy`: what a kernel is allowed (rlimits, environment, what to hide);
-* :mod:`.capabilities`: how much of it this machine can apply, and the line that says so;
+* :mod:`.capabilities`: the run's protection, decided once by a check no student can
+  disturb, and the line that says so;
+* :mod:`.course_files`: the course's files unreadable to a kernel's uid by their permissions;
 * :mod:`.namespaces`: the plan the launcher carries out (mounts, kept interpreter paths);
 * :mod:`.launcher`: the script itself, standard library only;
-* :mod:`.slots`: one slot (and uid) per concurrent kernel;
-* :mod:`.cleanup`: kill what a kernel left, give its working dir back;
+* :mod:`.slots`: one slot (and uid) per concurrent kernel, locked machine-wide;
+* :mod:`.cleanup`: the kernel's working copy, and killing what it left (its own uid only);
 * :mod:`.kernel_manager`: the jupyter_client adapters.
 """
 

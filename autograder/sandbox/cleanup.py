@@ -1,31 +1,43 @@
-"""What happens after a kernel: kill what it left running, give its working dir back.
+"""Before and after a kernel: its working copy, and killing what it left running.
 
 :func:`kill_sandbox_processes` is called by the kernel manager whenever it cleans up, also
-after the kernel died: every process of the slot's uid (as root), the kernel's process
-group and descendants, and any process carrying the kernel's token in its environment (so
-orphans started with ``start_new_session=True`` are found when not root).
+after the kernel died, and chooses what to kill from what only this slot can own:
 
-With a dedicated uid the kernel's working dir (the notebook's folder) is lent to that uid
-for the run (:func:`chown_tree`) and given back afterwards (:func:`give_back`).
+* with a dedicated uid (as root): every process whose real, effective or saved uid is the
+  slot's, which the manager holds the machine-wide lock of (:mod:`.slots`), so no other
+  slot's kernel, no other run's and no check can be among them; and the kernel's own
+  process while it is still the launcher, not yet that uid;
+* without one: the kernel process, its descendants and any process of this user carrying
+  the kernel's token in its environment (an orphan that started a new session).
+
+A pid is signalled only through a :class:`psutil.Process` made after it was found, which
+checks the pid still names the same process, and the kernel's pid only while its start time
+is the one recorded at launch: on a machine where student code forks hundreds of
+processes, pids come round again quickly, and a process group id is a pid like any other,
+so nothing is ever sent to a group by its id alone.
+
+With a dedicated uid the kernel works in a copy of its notebook's folder (:func:`copy_work`)
+in its private dir, never in the course's own folders.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import stat
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
 
-from autograder.sandbox.namespaces import real, under
 from autograder.sandbox.policy import TOKEN_VAR
 
-# Never lent to a kernel's uid: shared by everyone, or the system's own.
-_FORBIDDEN_CWDS = ("/", "/tmp", "/var/tmp", "/dev/shm", "/root", "/home", "/usr", "/etc")
+# Copied into a kernel's working copy: not notebooks (the notebook runs from the grader; the
+# student's other notebooks may already hold their graded copies, hidden tests included).
+_NOT_COPIED = (".ipynb",)
 
 
 def kill_sandbox_processes(
@@ -38,116 +50,108 @@ def kill_sandbox_processes(
 ) -> list[int]:
     """Kill what a sandboxed kernel (or its student code) left running; the pids signalled.
 
-    ``uid``: every process of that uid (the kernel's dedicated uid; refused for root and for
-    this process's own uid). ``pid``: the kernel's process group and descendants
-    (skipped if a process with that pid exists whose start time is not ``pid_started``,
-    i.e. the number was reused).
-    ``token``: processes of this user whose environment carries the kernel's token (finds
-    orphans that started a new session when there is no dedicated uid).
-    """
+    ``uid``: every process of that uid (the kernel's dedicated uid, whose lock the caller
+    holds; refused for root and for this process's own uid). ``pid``: the kernel process,
+    only if its start time is ``pid_started`` (else the number was reused), and without a
+    dedicated uid its descendants. ``token``: processes of this user whose environment
+    carries the kernel's token."""
     if uid is not None and uid in (0, os.getuid(), os.geteuid()):
         raise ValueError(f"refusing to kill every process of uid {uid}")
-    if pid is not None and pid_started is not None:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if abs(psutil.Process(pid).create_time() - pid_started) > 0.01:
-                pid = None  # not the kernel any more
+    kernel = _verified(pid, pid_started)
     killed: list[int] = []
     deadline = time.monotonic() + timeout
     while True:
-        alive = _kill(_leftovers(uid, pid, token))
-        killed.extend(p for p in alive if p not in killed)
+        alive = _kill(_leftovers(uid, kernel, token))
+        killed.extend(p.pid for p in alive if p.pid not in killed)
         if not alive or time.monotonic() > deadline:
             return killed
         time.sleep(0.02)
 
 
-def _leftovers(uid: int | None, pid: int | None, token: str | None) -> set[int]:
-    """The processes to kill now (the kernel's group is signalled on the way)."""
+def _verified(pid: int | None, started: float | None) -> psutil.Process | None:
+    """The kernel's process, if pid still names it (same start time as at launch)."""
+    if pid is None or started is None:
+        return None
+    with contextlib.suppress(psutil.Error):
+        process = psutil.Process(pid)
+        if abs(process.create_time() - started) <= 0.01:
+            return process
+    return None
+
+
+def _leftovers(
+    uid: int | None, kernel: psutil.Process | None, token: str | None
+) -> list[psutil.Process]:
+    """The processes to kill now."""
     me = os.getpid()
-    found: set[int] = set()
-    if pid is not None:
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)  # the kernel leads its own process group
-        with contextlib.suppress(psutil.Error):
-            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+    found: dict[int, psutil.Process] = {}
+    if kernel is not None and kernel.is_running():
+        found[kernel.pid] = kernel
+        if uid is None:
+            with contextlib.suppress(psutil.Error):
+                found.update((c.pid, c) for c in kernel.children(recursive=True))
     if uid is not None or token is not None:
         for proc in psutil.process_iter(["uids"]):
             uids = proc.info["uids"]
             if proc.pid == me or uids is None:
                 continue
             if uid is not None and uid in uids:
-                found.add(proc.pid)
-            elif token is not None and uids.real == os.getuid():
+                found[proc.pid] = proc
+            elif uid is None and token is not None and uids.real == os.getuid():
                 with contextlib.suppress(psutil.Error):
                     if proc.environ().get(TOKEN_VAR) == token:
-                        found.add(proc.pid)
-    return found - {me}
+                        found[proc.pid] = proc
+    found.pop(me, None)
+    return list(found.values())
 
 
-def _kill(pids: Iterable[int]) -> list[int]:
-    """SIGKILL each pid that is not a zombie already; those signalled."""
+def _kill(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
+    """SIGKILL each process that is not a zombie already; those signalled."""
     alive = []
-    for p in pids:
+    for proc in processes:
         try:
-            proc = psutil.Process(p)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            proc.send_signal(signal.SIGKILL)
-            alive.append(p)
+            proc.send_signal(signal.SIGKILL)  # psutil checks the pid was not reused
+            alive.append(proc)
         except psutil.Error:
             continue
     return alive
 
 
-def check_chownable(cwd: str, protected: Iterable[str]) -> None:
-    """Refuse to lend a shared directory, or one that holds what the grader needs."""
-    st = os.stat(cwd)
-    if cwd in _FORBIDDEN_CWDS or st.st_mode & stat.S_ISVTX:
-        raise ValueError(f"refusing to give the shared directory {cwd} to a student kernel")
-    for p in protected:
-        if under(p, cwd):
-            raise ValueError(
-                f"refusing to give {cwd} to a student kernel: it holds {p}, which the "
-                "grader needs; run the notebook from its own folder"
-            )
-
-
-def chown_tree(
-    top: Path, uid: int, skip: Iterable[str], limit: int = 20_000
-) -> dict[str, tuple[int, int]]:
-    """Give top and what it holds to uid (symlinks untouched); the previous owners."""
-    skip = [real(s) for s in skip]
-    owners: dict[str, tuple[int, int]] = {}
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [d for d in dirnames if real(os.path.join(dirpath, d)) not in skip]
-        for name in [None, *dirnames, *filenames]:
-            path = dirpath if name is None else os.path.join(dirpath, name)
+def copy_work(
+    source: Path,
+    target: Path,
+    uid: int,
+    limit_bytes: int,
+    skip: Iterable[Path] = (),
+    limit_files: int = 2000,
+) -> None:
+    """Copy the regular files and folders of ``source`` (the notebook's folder; no symlinks,
+    no notebooks, not ``skip``) into ``target``, owned by ``uid``: the kernel's working dir."""
+    copied, size = 0, 0
+    skipped = {os.path.realpath(p) for p in [target, *skip]}
+    for dirpath, dirnames, filenames in os.walk(source):
+        relative = Path(dirpath).relative_to(source)
+        dirnames[:] = [
+            d
+            for d in dirnames
+            if d != ".ipynb_checkpoints" and os.path.realpath(Path(dirpath, d)) not in skipped
+        ]
+        for name in dirnames:
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                (target / relative / name).mkdir(mode=0o700, exist_ok=True)
+                os.chown(target / relative / name, uid, uid)
+        for name in filenames:
+            path = Path(dirpath, name)
             st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode) or path in owners:
+            if not stat.S_ISREG(st.st_mode) or name.endswith(_NOT_COPIED):
                 continue
-            owners[path] = (st.st_uid, st.st_gid)
-            os.chown(path, uid, uid, follow_symlinks=False)
-            if len(owners) >= limit:
-                return owners
-    return owners
-
-
-def give_back(top: Path, uid: int, owners: Mapping[str, tuple[int, int]]) -> None:
-    """Undo chown_tree after the kernel is gone; drop links, FIFOs and sockets it made.
-
-    The grader (root) writes into this folder afterwards: a symlink the student planted in
-    place of the graded notebook would otherwise redirect that write anywhere.
-    """
-    default = owners.get(str(top), (0, 0))
-    for dirpath, dirnames, filenames in os.walk(top):
-        for name in [None, *dirnames, *filenames]:
-            path = dirpath if name is None else os.path.join(dirpath, name)
-            with contextlib.suppress(OSError):
-                st = os.lstat(path)
-                if st.st_uid == uid and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-                    os.unlink(path)
-                    continue
-                if st.st_uid == uid or path in owners:
-                    os.chown(path, *owners.get(path, default), follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o6000:
-                        os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o6000)
+            copied, size = copied + 1, size + st.st_size
+            if copied > limit_files or size > limit_bytes:
+                return
+            destination = target / relative / name
+            shutil.copyfile(path, destination, follow_symlinks=False)
+            os.chmod(destination, 0o600)
+            os.chown(destination, uid, uid)

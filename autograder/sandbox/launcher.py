@@ -8,6 +8,12 @@ pid stays the pid jupyter_client started (``km.provisioner.pid``, which the grad
 read RSS from outside). Any failure of a requested step stops the launch with a message
 on stderr and exit status 121 instead of running the kernel less contained than asked.
 
+The grader learns which of the two happened from a pipe (``plan["report_fd"]``), the way
+``subprocess`` learns of a failed exec: the launcher marks its end close-on-exec, writes
+the failure to it if a step fails, and otherwise execs the kernel, which closes it. So an
+empty pipe at end-of-file means every step of the plan was applied, and the kernel (which
+never holds the pipe) cannot say otherwise.
+
 Why a launcher rather than ``unshare … setpriv … prlimit …`` in the kernel's argv: the
 mount set-up needs an ordered sequence (open the paths to keep, cover directories, put
 the kept paths back from those file descriptors, then make everything read-only) that
@@ -24,6 +30,7 @@ keeps visible), so a kernel's own launcher can start a nested one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import json
@@ -219,9 +226,16 @@ def become(uid: int) -> None:
         raise OSError(0, f"could not become uid {uid}")
 
 
+REPORT_FD = None  # the grader's end of the report pipe, once known
+
+
 def main(argv: list[str]) -> None:
     """Carry out the plan, then exec the kernel command (or exit 0 when there is none)."""
+    global REPORT_FD
     plan = json.loads(argv[1])
+    if plan.get("report_fd") is not None:
+        REPORT_FD = plan["report_fd"]
+        os.set_inheritable(REPORT_FD, False)  # the exec closes it: the kernel never has it
     cmd = argv[3:]  # argv[2] is "--"
     libc = Libc()
     if plan.get("unshare"):
@@ -241,6 +255,9 @@ def main(argv: list[str]) -> None:
 def fail(message: str) -> None:
     sys.stderr.write("autograder sandbox: " + message + "\n")
     sys.stderr.flush()
+    if REPORT_FD is not None:
+        with contextlib.suppress(OSError):
+            os.write(REPORT_FD, message.encode(errors="replace")[:4000] or b"failed")
     os._exit(EXIT_FAILED)
 
 

@@ -110,7 +110,8 @@ def interpreter_paths() -> tuple[str, ...]:
         spec = importlib.util.find_spec("autograder")
         if spec and spec.submodule_search_locations:
             candidates.update(spec.submodule_search_locations)
-    reals = {real(p) for p in candidates if p and os.path.isabs(p)}
+    # "/" would keep everything (a relative PYTHONPATH entry, resolved from cwd="/" above).
+    reals = {real(p) for p in candidates if p and os.path.isabs(p)} - {"/"}
     return tuple(_minimal(p for p in reals if os.path.isdir(p)))
 
 

@@ -15,8 +15,8 @@
   autograded folder stays clean; the directory is deleted after the kernel).
 * What to hide: :func:`hidden_from_students` (a course directory's instructor side).
 
-How much of the rest applies (a dedicated uid, namespaces) depends on the machine:
-:mod:`autograder.sandbox.capabilities` decides it into a :class:`Mode`.
+How much of the rest applies (a dedicated uid, namespaces) depends on the machine and the
+instructor's choice: :mod:`autograder.sandbox.capabilities` decides it once per run.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ THREAD_VARS = (
     "BLIS_NUM_THREADS",
 )
 
-DEFAULT_BASE_UID = 61000
+# Kernels run as 62000 + slot, the sandbox's checks as 61996-61999. (Before uids were locked
+# machine-wide, kernels ran from 61000 with per-directory slot locks: a new range keeps an
+# older grader still running on the same machine from sharing uids it does not lock.)
+DEFAULT_BASE_UID = 62000
 
 
 class SandboxUnavailable(RuntimeError):
@@ -114,7 +117,7 @@ class Limits:
 
 @dataclass(frozen=True)
 class Mode:
-    """What this system lets a sandbox apply (decided by :func:`capabilities.decide_mode`)."""
+    """What a kernel gets (a level of :data:`capabilities.LEVELS`, with what it lacks)."""
 
     dedicated_uid: bool  # the kernel runs as base_uid + slot
     namespaces: str | None  # "root", "user" (unprivileged user namespace) or None
@@ -131,16 +134,15 @@ class Sandbox:
 
     limits: Limits = Limits()
     hidden_paths: tuple[Path, ...] = ()
-    isolate: bool | None = None  # None: isolate when root; True: require it; False: limits/env only
-    base_uid: int = DEFAULT_BASE_UID
+    base_uid: int = DEFAULT_BASE_UID  # kernels run as base_uid + slot, checks just below it
 
     def __post_init__(self) -> None:
         paths = (
             (self.hidden_paths,) if isinstance(self.hidden_paths, str | Path) else self.hidden_paths
         )
         object.__setattr__(self, "hidden_paths", tuple(Path(p) for p in paths))
-        if not 0 < self.base_uid < 2**31:
-            raise ValueError(f"base_uid must be a positive uid, not {self.base_uid}")
+        if not 1000 <= self.base_uid < 2**31 - 4096:
+            raise ValueError(f"base_uid must be a uid from 1000 on, not {self.base_uid}")
 
     def uid_for(self, slot: int) -> int:
         return self.base_uid + slot
@@ -194,11 +196,12 @@ def forced_env(private_dir: Path, token: str, slot: int = 0) -> dict[str, str]:
 
 
 def hidden_from_students(root: Path, *extra: Path) -> list[str]:
-    """What a student kernel must not see of a course directory: the instructor's
-    notebooks (also in .git), the gradebook, everyone's submissions and graded copies,
-    the tests (solutions), and the grading reports."""
+    """What a student kernel must not see, read or change of a course directory: the
+    instructor's notebooks (also in .git), the released ones, the gradebook, everyone's
+    submissions and graded copies, the tests (solutions), and the grading reports."""
     names = [
         "source",
+        "release",
         ".git",
         "gradebook.db",
         "submitted",

@@ -21,6 +21,7 @@ from nbgrader.utils import compute_checksum
 from autograder import defaults
 from autograder.notebook_cells import grade_id
 from autograder.records import NotebookRun
+from autograder.sandbox import SandboxUnavailable
 from autograder.student.assignment import NOTEBOOKS, Exercise, exercise_of, graded_cells
 from autograder.student.execute import StudentExecute
 
@@ -156,7 +157,12 @@ def check_notebook(
         "metadata": {"path": str(path.parent)},
         "nbgrader": {"student": student, "notebook": notebook},
     }
-    nb, resources = execute.preprocess(nb, resources)
+    try:
+        nb, resources = execute.preprocess(nb, resources)
+    except SandboxUnavailable as error:  # none of it ran
+        raise CheckError(
+            f"{path}: not checked: the grader's sandbox cannot be applied here ({error})."
+        ) from None
     run: NotebookRun = resources["autograder"]
     return NotebookCheck(
         path, notebook, run.status, run.reason, _results(nb, run, notebook, deleted), warnings

@@ -168,6 +168,7 @@ def _comparable(report: dict) -> dict:
             "limits",
             "memory_after_each_cell",
             "sandbox",
+            "sandbox_level",  # what the machine the notebook ran on allows
             "log",
             "observations",
         ):

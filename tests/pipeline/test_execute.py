@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+from traitlets.config import Config
 
 from autograder.pipeline.protected_execute import ProtectedExecute
 
@@ -23,18 +24,23 @@ def run_protected(cells: list[str], work: Path, **traits) -> dict:
     return execute_protected(nb, work, **traits)
 
 
+# A kernel with a uid of its own works in a copy of its folder, which is gone with it; with
+# limits only it works in the folder itself, where the test can see what an exit handler wrote.
+IN_PLACE = Config({"SandboxedKernelManager": {"sandbox_choice": "limits-only"}})
+
+
 def test_student_code_gets_no_say_after_the_last_cell(work):
     """The kernel is killed once the last cell has answered: no exit handler of the
     student's runs (and no second of idle core is spent on an orderly exit)."""
     assert ProtectedExecute().shutdown_kernel == "immediate"
-    record = run_protected([ATEXIT_CELL, "print('last cell')"], work)
+    record = run_protected([ATEXIT_CELL, "print('last cell')"], work, config=IN_PLACE)
     assert record["status"] == "graded"
     assert not (work / "written-at-exit.txt").exists()
 
 
 def test_a_graceful_shutdown_would_let_it_run(work):
     """The control for the test above: nbclient's default shutdown runs the handler."""
-    run_protected([ATEXIT_CELL], work, shutdown_kernel="graceful")
+    run_protected([ATEXIT_CELL], work, shutdown_kernel="graceful", config=IN_PLACE)
     assert (work / "written-at-exit.txt").read_text() == "too late"
 
 

@@ -1,5 +1,6 @@
-"""Clean-up (autograder.sandbox.cleanup): nothing a kernel started outlives it, and its
-working dir is given back. Each test needs a kernel of its own: it kills it."""
+"""Clean-up (autograder.sandbox.cleanup): nothing a kernel started outlives it, nothing of
+another slot is touched, and the kernel works in a copy of its folder. Each test needs a
+kernel of its own: it kills it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import psutil
 import pytest
 
 from autograder.sandbox import SandboxedKernelManager
-from autograder.sandbox.cleanup import check_chownable, kill_sandbox_processes
+from autograder.sandbox.cleanup import kill_sandbox_processes
 from autograder.sandbox.policy import Sandbox
 
 from .kernels import gone, root_only, run_cell, start, stop
@@ -64,39 +65,106 @@ def test_a_kernel_that_exits_is_cleaned_up_without_hanging(tmp_path):
 
 
 @root_only
-def test_the_working_dir_is_given_back_and_planted_links_removed(tmp_path):
+def test_the_kernel_works_in_a_copy_and_owns_nothing_of_the_folder(tmp_path):
+    """With a dedicated uid the kernel's folder is copied into its private dir (no notebooks,
+    no links): what it deletes, plants or writes never reaches the course's folder."""
     work = tmp_path / "alice" / "ps1"
-    work.mkdir(parents=True)
-    (work / "ps1.ipynb").write_text("{}")
+    (work / "sub").mkdir(parents=True)
+    (work / "data.txt").write_text("the student's data")
+    (work / "sub" / "more.txt").write_text("more")
+    (work / "graded.ipynb").write_text("{}")  # another notebook, maybe graded: not copied
+    (work / "link").symlink_to("/etc/passwd")
+    before = {p: p.lstat() for p in work.rglob("*")}
 
     async def scenario() -> None:
         km, kc = await start(work, Sandbox())
         out = await run_cell(
             kc,
             "import os\n"
-            "os.remove('ps1.ipynb'); os.symlink('/etc/passwd', 'ps1.ipynb')\n"
-            "open('made.npy', 'wb').write(b'x'); os.mkdir('sub')",
+            "print(sorted(os.listdir('.')), open('data.txt').read(), open('sub/more.txt').read())\n"
+            "os.remove('data.txt'); os.symlink('/etc/passwd', 'data.txt')\n"
+            "open('made.npy', 'wb').write(b'x'); print(os.getcwd())",
         )
         assert out.error is None, out.error
-        assert (work / "made.npy").stat().st_uid == km.kernel_uid
+        listing, cwd = out.stdout.splitlines()
+        assert listing == "['data.txt', 'sub'] the student's data more", listing
+        assert cwd.startswith(str(km.private_dir)), cwd
         await stop(km, kc)
 
     asyncio.run(scenario())
-    assert not (work / "ps1.ipynb").is_symlink() and not (work / "ps1.ipynb").exists()
-    for path in (work, work / "made.npy", work / "sub"):
-        assert path.lstat().st_uid == 0, path
+    after = {p: p.lstat() for p in work.rglob("*")}
+    assert after.keys() == before.keys()  # nothing made, nothing removed
+    for path, st in after.items():
+        assert (st.st_uid, st.st_mode, st.st_mtime) == (
+            before[path].st_uid,
+            before[path].st_mode,
+            before[path].st_mtime,
+        ), path
+    assert (work / "data.txt").read_text() == "the student's data"
+
+
+@root_only
+def test_the_clean_up_of_one_slot_kills_nothing_of_another(tmp_path):
+    """Two kernels at once; the first one's children are killed with it, the second
+    kernel and its children live on, and so does a process that reuses nothing of it."""
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        first = await start(tmp_path, Sandbox())
+        second = await start(tmp_path, Sandbox())
+        code = (
+            "import subprocess\n"
+            "a = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+            "print(a.pid)"
+        )
+        mine = [int((await run_cell(first[1], code)).stdout)]
+        theirs = [int((await run_cell(second[1], code)).stdout), second[0].provisioner.pid]
+        assert first[0].kernel_uid != second[0].kernel_uid
+        await stop(*first)
+        alive = [pid for pid in theirs if not gone(pid)]
+        await stop(*second)
+        return mine, alive, len(theirs)
+
+    mine, alive, expected = asyncio.run(scenario())
+    time.sleep(0.1)
+    assert all(gone(p) for p in mine)
+    assert len(alive) == expected  # the other slot's kernel and child outlived the clean-up
+
+
+def test_a_kernel_that_is_gone_gets_no_signal_through_its_old_group_id(tmp_path):
+    """jupyter_client signals a kernel's process group by its id, also after it reaped the
+    kernel; the sandbox's manager does not, since the id may be another process's by then."""
+
+    async def scenario() -> None:
+        km, kc = await start(tmp_path, Sandbox())
+        process = km.provisioner.process
+        with pytest.raises((RuntimeError, TimeoutError, asyncio.TimeoutError)):
+            await kc.execute_interactive("import os; os._exit(3)", timeout=5)
+        for _ in range(200):
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert process.returncode is not None  # reaped: its pid is free for anyone
+        sent = []
+        original = os.killpg
+
+        def spy(pgid: int, signum: int) -> None:
+            sent.append((pgid, signum))
+            original(pgid, signum)
+
+        os.killpg = spy  # type: ignore[assignment]
+        try:
+            await km.interrupt_kernel()
+            await km.shutdown_kernel(now=True)
+        finally:
+            os.killpg = original  # type: ignore[assignment]
+            kc.stop_channels()
+            await km.cleanup_resources()
+        assert sent == []
+
+    asyncio.run(scenario())
 
 
 def test_kill_refuses_root_and_own_uid():
     for uid in {0, os.getuid()}:
         with pytest.raises(ValueError):
             kill_sandbox_processes(uid=uid)
-
-
-def test_a_shared_folder_or_one_the_grader_needs_is_not_lent_to_a_kernel(tmp_path):
-    with pytest.raises(ValueError, match="shared directory"):
-        check_chownable("/tmp", [])
-    (tmp_path / "venv").mkdir()
-    with pytest.raises(ValueError, match="the grader needs"):
-        check_chownable(str(tmp_path), [str(tmp_path / "venv")])
-    check_chownable(str(tmp_path), [str(tmp_path.parent / "elsewhere")])  # its own folder: fine

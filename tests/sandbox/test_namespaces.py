@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from autograder.sandbox.namespaces import interpreter_paths, launch_plan
-from autograder.sandbox.policy import Mode, Sandbox
+from autograder.sandbox.policy import DEFAULT_BASE_UID, Mode, Sandbox
 
 from .kernels import root_only
 
@@ -22,7 +22,7 @@ def test_the_kernel_runs_as_an_unprivileged_uid(kernel):
         kernel.ok("import os, json; print(json.dumps([os.getuid(), os.geteuid(), os.getgroups()]))")
     )
     assert ids[0] != 0 and ids[1] != 0 and ids[2] == []
-    assert ids[0] == kernel.km.kernel_uid == 61000 + kernel.km.slot
+    assert ids[0] == kernel.km.kernel_uid == DEFAULT_BASE_UID + kernel.km.slot
     # and its own Python, not a fallback standard library it could not read as that uid
     stdlib = kernel.ok("import json, os; print(os.path.realpath(json.__file__))").strip()
     assert stdlib.startswith(os.path.realpath(sys.base_prefix))
@@ -78,7 +78,8 @@ def test_the_kernel_cannot_write_outside_its_working_dir(kernel, course):
     assert "wrote" not in out, out
     assert out.strip().splitlines()[-1] == "the student's data"
     assert not (course / "outside" / "planted.txt").exists()
-    assert (course / "work" / "result.txt").read_text() == "mine"
+    # Its working dir is a copy of the folder, in its private dir: the folder is untouched.
+    assert not (course / "work" / "result.txt").exists()
 
 
 @root_only
@@ -106,13 +107,18 @@ def test_a_working_dir_inside_a_hidden_dir_is_covered_then_put_back(course):
     the working dir back on top: the kernel sees its folder and nothing beside it."""
     sandbox = Sandbox(hidden_paths=(course,))
     plan = launch_plan(
-        sandbox, mode=ROOT_MODE, cwd=course / "work", private_dir=None, mask_file=None, uid=61000
+        sandbox,
+        mode=ROOT_MODE,
+        cwd=course / "work",
+        private_dir=None,
+        mask_file=None,
+        uid=DEFAULT_BASE_UID,
     )
     ops = [tuple(op[:2]) for op in plan["ops"]]
     cover, put_back = ops.index(("mask", str(course))), ops.index(("bind", str(course / "work")))
     assert cover < put_back
     assert str(course / "work") in plan["writable"] and str(course) not in plan["writable"]
-    assert plan["uid"] == 61000 and plan["nnp"] is True
+    assert plan["uid"] == DEFAULT_BASE_UID and plan["nnp"] is True
 
 
 def test_the_working_dir_or_the_python_cannot_be_hidden(course):

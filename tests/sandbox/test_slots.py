@@ -33,7 +33,7 @@ def test_concurrent_kernels_get_different_slots(tmp_path):
         assert second != first and int(other.stdout) != first
     finally:
         os.close(fd)
-    assert stat.S_IMODE(root.stat().st_mode) in (0o700, 0o755)
+    assert stat.S_IMODE(root.stat().st_mode) in (0o700, 0o711)  # others cannot list it
 
 
 def test_a_slot_in_use_is_refused_and_free_again_once_released(tmp_path):
@@ -45,3 +45,20 @@ def test_a_slot_in_use_is_refused_and_free_again_once_released(tmp_path):
     again, fd = acquire_slot(root, 1, wanted=slot)
     os.close(fd)
     assert again == slot
+
+
+def test_a_uid_is_locked_for_the_whole_machine_whatever_the_runtime_dir(tmp_path):
+    """Two runs with different runtime dirs (two course copies, other settings) still never
+    hold the same uid: its lock is named by the uid, in one directory for the machine."""
+    first = runtime_root(tmp_path / "a")
+    second = runtime_root(tmp_path / "b")
+    slot, fd = acquire_slot(first, 4, base_uid=62000)
+    try:
+        other, fd2 = acquire_slot(second, 4, base_uid=62000)
+        os.close(fd2)
+        assert other != slot
+        shifted, fd3 = acquire_slot(second, 4, base_uid=62000 + slot)  # same uid, other base
+        os.close(fd3)
+        assert 62000 + slot + shifted != 62000 + slot
+    finally:
+        os.close(fd)
