@@ -319,20 +319,19 @@ def _show_as(argv: list[str], env: dict[str, str], first: str) -> None:
         text = stat.read()
     fields = text[text.rindex(b")") + 2 :].split()  # fields[0] is field 3 of proc(5)
     arg_start, arg_end, env_start, env_end = (int(fields[n - 3]) for n in (48, 49, 50, 51))
-    executable = [sys.executable, "-m", "ipykernel_launcher", *argv[1:]]
-    _overwrite(arg_start, arg_end, [item.encode() for item in executable])
+    # The command line as a title, its words separated by spaces (as setproctitle writes one):
+    # its area's last byte is not NUL, so Linux shows it up to its NUL, not the room after it.
+    title = " ".join([sys.executable, "-m", "ipykernel_launcher", *argv[1:]]).encode()
+    size = arg_end - arg_start
+    area = title[: size - 2] + b"\0"
+    ctypes.memmove(arg_start, area.ljust(size - 1, b"\0") + b" ", size)
     items = sorted(env.items(), key=lambda item: item[0] != first)
-    _overwrite(env_start, env_end, [f"{k}={v}".encode() for k, v in items])
-
-
-def _overwrite(start: int, end: int, strings: list[bytes]) -> None:
-    """NUL-terminated ``strings``, as many whole ones as fit, over [start, end), zeros after."""
     data = b""
-    for item in strings:
-        if len(data) + len(item) + 1 > end - start:
+    for item in (f"{k}={v}".encode() for k, v in items):  # as many whole ones as fit
+        if len(data) + len(item) + 1 > env_end - env_start:
             break
         data += item + b"\0"
-    ctypes.memmove(start, data.ljust(end - start, b"\0"), end - start)
+    ctypes.memmove(env_start, data.ljust(env_end - env_start, b"\0"), env_end - env_start)
 
 
 def _exit(code: int) -> None:

@@ -218,6 +218,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._fixed_slot = self.slot
         self._kernel_started: float | None = None
         self._report_pipe: tuple[int, int] | None = None
+        self._kernel_start = ""  # "forked" or "exec", once launched
         self._applied: Protection | None = None
 
     @property
@@ -229,6 +230,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     def private_dir(self) -> Path | None:
         """The kernel's own dir (HOME, TMPDIR, connection file, IPC sockets, working copy)."""
         return self._private_dir
+
+    @property
+    def kernel_start(self) -> str:
+        """How the kernel's process was started: "forked" (:mod:`.forked`) or "exec"."""
+        return self._kernel_start
 
     @property
     def applied_level(self) -> str | None:
@@ -410,7 +416,9 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._report_pipe = None
         try:
             try:
+                self._kernel_start = "forked"
                 if not await self._fork(kernel_cmd, write_end, kw):
+                    self._kernel_start = "exec"
                     await super()._async_launch_kernel(kernel_cmd, pass_fds=(write_end,), **kw)
             finally:
                 os.close(write_end)
