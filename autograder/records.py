@@ -190,6 +190,7 @@ class NotebookReport:
     limits: dict[str, float] = field(default_factory=dict)
     sandbox: str = ""
     sandbox_level: str = ""
+    kernel_start: str = ""  # "forked" or "exec" (NotebookRun.kernel_start)
     log: str = ""  # nbgrader's log, when the grader itself failed on this notebook
 
 
