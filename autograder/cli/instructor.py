@@ -118,24 +118,30 @@ def _add_exchange_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from autograder.grading import stopping
     from autograder.grading.report import summary_table
     from autograder.grading.run import grade
 
     course = Course(course_root(args), assignment=args.assignment)
-    run = grade(
-        course,
-        workers=args.workers,
-        force=args.force,
-        students=args.student,
-        report_dir=args.report,
-        memory_bytes=args.memory_limit,
-        cell_timeout=args.cell_timeout,
-        notebook_timeout=args.notebook_timeout,
-        student_timeout=args.student_timeout,
-        progress=not args.quiet,
-        announce=lambda line: print(line, flush=True),
-        scheduler=args.scheduler,
-    )
+    try:
+        with stopping.signals_stop_the_run():
+            run = grade(
+                course,
+                workers=args.workers,
+                force=args.force,
+                students=args.student,
+                report_dir=args.report,
+                memory_bytes=args.memory_limit,
+                cell_timeout=args.cell_timeout,
+                notebook_timeout=args.notebook_timeout,
+                student_timeout=args.student_timeout,
+                progress=not args.quiet,
+                announce=lambda line: print(line, flush=True),
+                scheduler=args.scheduler,
+            )
+    except stopping.RunStopped as stop:  # Ctrl-C, SIGTERM: cleaned up; say what is kept
+        print(f"\n{stop.summary()}", file=sys.stderr, flush=True)
+        return stop.exit_code
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
     print(

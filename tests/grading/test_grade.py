@@ -4,6 +4,7 @@ graded in parallel into the gradebook and the report."""
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from autograder.grading.run import grade
 from autograder.release import release
 
 from ..conftest import REPO, copy_course
+from . import stopped_run
 
 pytestmark = pytest.mark.slow
 
@@ -287,3 +289,34 @@ def test_a_student_the_grader_failed_on_never_shows_an_earlier_runs_results(
             assert "the grader failed on this notebook" in notebook.reason
             assert "could not open the gradebook" in notebook.reason
             assert all(c.score == 0 and c.status == "not run" for c in notebook.cells)
+
+
+# Five on two workers, the largest first: when the first is recorded, some are still waiting.
+STOPPED = [
+    "passes-all",
+    "fails-ex1-never-freed",
+    "fails-ex3-clears-out-only",
+    "fails-ex6-builds-temporaries",
+    "fails-ex7-never-freed",
+]
+
+
+def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_grades_the_rest(graded, tmp_path):
+    """Ctrl-C, as a terminal sends it (SIGINT to the run's whole process group), once one
+    student is recorded: the run says what it kept and what to do, exits with 130 within
+    seconds, and leaves no process (no worker, no kernel, nothing of the sandbox's uids);
+    the same command, without --force, grades only the rest, once each."""
+    course, _, _ = graded
+    copy = stopped_run.copy_course(course, tmp_path / "course", STOPPED)
+    options = ["--workers", "2", "--force", "--cell-timeout", "5"]  # the progress bar too
+    run = stopped_run.Run(copy, tmp_path / "r", stopped_run.own_sandbox(copy), options)
+    process = run.start()
+    run.wait_until_recorded(process, 1)
+    stopped = run.stop(process, signal.SIGINT)
+    stopped_run.check_stopped_cleanly(stopped, len(STOPPED), signal.SIGINT)
+    assert "without --force" in stopped.output.splitlines()[-1]
+    resumed = grade(
+        copy, workers=2, report_dir=run.report, cell_timeout=5, progress=False, plots=False
+    )
+    examples = {example.name: example for example in EXAMPLES}
+    stopped_run.check_only_the_rest_graded(copy, resumed, stopped.recorded_after, STOPPED, examples)
