@@ -253,11 +253,11 @@ class ProtectedExecute(Execute):
                 self._run_cells(nb, run, static, budget)
         except KernelDidNotStart as error:
             why = (
-                f"the kernel did not start: it did not answer within {error.seconds:g} s "
+                f"it did not answer within {error.seconds:g} s "
                 f"({self._limit_text(error.limit)}), so nothing of this notebook ran. The "
                 "grading machine is at fault, not the notebook: the next run grades it again"
             )
-            verdicts.not_run(nb, run.cells, 0, why)
+            verdicts.not_run(nb, run.cells, 0, f"the kernel did not start: {why}")
             run.raise_status("ungradable", f"kernel did not start: {why}")
             run.ended_by = "startup"
 

@@ -320,3 +320,29 @@ def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_grades_the_rest(graded, t
     )
     examples = {example.name: example for example in EXAMPLES}
     stopped_run.check_only_the_rest_graded(copy, resumed, stopped.recorded_after, STOPPED, examples)
+
+
+def test_a_kernel_that_does_not_start_costs_the_student_nothing(graded, tmp_path):
+    """Every kernel hangs as it starts: each notebook is killed at the start-up limit and
+    reported, and the student is not recorded, so the next run grades them again."""
+    course, _, _ = graded
+    copy = stopped_run.copy_course(course, tmp_path / "course", ["passes-all"])
+    hang = "--IPKernelApp.exec_lines=['import time; time.sleep(600)']"
+    with (copy.root / "nbgrader_config.py").open("a") as config:
+        config.write(
+            f"\nc.ProtectedExecute.extra_arguments = [*c.ProtectedExecute.extra_arguments, {hang!r}]\n"
+        )
+    run = grade(copy, workers=1, startup_timeout=3, progress=False, plots=False)
+    (student,) = run.students
+    for notebook in (n for n in student.notebooks if n.max_score > 0):
+        assert notebook.status == "ungradable" and notebook.ended_by == "startup", notebook
+        assert notebook.reason.startswith("kernel did not start: it did not answer within 3 s"), (
+            notebook.reason
+        )
+        assert notebook.seconds is not None and notebook.seconds < 3 + 5
+        assert all(
+            c.score == 0 and c.message.startswith("not graded: kernel did not start")
+            for c in notebook.cells
+        )
+    assert student.score == 0
+    assert not run.student_path("passes-all").exists()  # not recorded: graded again next time
