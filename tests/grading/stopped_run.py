@@ -145,8 +145,12 @@ class Run:
     def stop(self, process: subprocess.Popen[bytes], signum: int, group: bool = True) -> StoppedRun:
         """Send ``signum`` (to the run's process group, as a terminal does, or to its process
         alone) and time its exit and the end of every process that belongs to it."""
+        deadline = time.monotonic() + 60  # a kernel running: the stop must end it too
+        while not any("ipykernel" in p for p in self.processes()):
+            assert process.poll() is None, self.output()
+            assert time.monotonic() < deadline, "no kernel ran: the test proves less than it says"
+            time.sleep(0.05)
         recorded = self.recorded()
-        assert self.processes(), "nothing of the run was running: the test proves nothing"
         sent = time.monotonic()
         (os.killpg if group else os.kill)(process.pid, signum)
         try:
