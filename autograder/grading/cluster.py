@@ -373,9 +373,12 @@ class _Work:
         (within STOP_SECONDS: a cluster that stopped answering is not waited for)."""
 
         def stop_on_the_cluster() -> None:
-            with contextlib.suppress(Exception):  # what could be stopped, was
-                self.client.cancel(list(self.futures.values()))
+            with contextlib.suppress(
+                Exception
+            ):  # a worker that cannot be reached is not waited for
                 self.client.run(stop_run, self.run, on_error="ignore")
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(self.futures.values()))
 
         _bounded(stop_on_the_cluster, stopping.STOP_SECONDS)
 

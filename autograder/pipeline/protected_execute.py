@@ -271,19 +271,16 @@ class ProtectedExecute(Execute):
         if getattr(self, "km", None) is None:  # (nbclient's attribute, not typed there)
             self.km = self.create_kernel_manager()
         try:
-            run_sync(self._start_within)(seconds, limit)
+            run_sync(start_within)(self._start_ready_kernel(), seconds, limit, self._kill_kernel)
             running.check()  # stopped while it started
             yield
         finally:
             if self.owns_km and self.km is not None:  # None: nbclient cleaned up already
                 self._cleanup_kernel()
 
-    async def _start_within(self, seconds: float, limit: str) -> None:
-        await start_within(self._start_ready_kernel(), seconds, limit, self._kill_kernel)
-
     async def _start_ready_kernel(self) -> None:
         """Start a kernel and a client, and wait until the kernel answers (unbounded here:
-        ``_start_within`` bounds it). A kernel started earlier (a fork server) goes here."""
+        ``start_within`` bounds it). A kernel started earlier (a fork server) goes here."""
         assert self.km is not None
         await self.async_start_new_kernel()
         self.kc = self.km.client()

@@ -347,6 +347,7 @@ def test_the_cpu_rlimit_is_a_last_line_behind_the_limits(work):
 # the cell that started them is interrupted.
 SPIN_THREADS = """
 import threading
+import time
 import numpy as np
 block = np.ones(2_000_000)
 result = np.empty_like(block)
@@ -356,8 +357,8 @@ def spin():
 threads = [threading.Thread(target=spin, daemon=True) for _ in range(4)]
 for thread in threads:
     thread.start()
-for thread in threads:
-    thread.join()
+while True:  # not thread.join(): the interrupt may reach another thread, and join never wakes
+    time.sleep(0.1)
 """
 
 
@@ -368,7 +369,13 @@ def test_threads_on_every_core_end_timed_out_not_killed_by_the_cpu_rlimit(work, 
     limit, and SIGXCPU would end the kernel as "kernel died". Derived from the cores, the
     rlimit is past what the wall-clock limits let any number of threads use."""
     monkeypatch.setattr(limits, "CPU_MARGIN", 1)
-    cells = ["x = 1", "assert x", SPIN_THREADS, "import time\ntime.sleep(30)", "assert x"]
+    cells = [
+        "x = 1",
+        "assert x",
+        SPIN_THREADS,
+        "for _ in range(300):\n    time.sleep(0.1)",
+        "assert x",
+    ]
     record, outputs = run_notebook(
         cells, work, (1, 4), timeout=6, notebook_timeout=8, interrupt_grace=2.0
     )
