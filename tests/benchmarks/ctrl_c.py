@@ -50,14 +50,14 @@ def _stop_and_resume(course: Course, where: list[str], after: int, folder: Path)
     process = run.start()
     started = time.monotonic()
     run.wait_until_recorded(process, after)
-    before = run.processes()
-    kernels = sum("ipykernel" in p for p in before)
+    stopped = run.stop(process, signal.SIGINT)  # once a kernel runs
+    kernels = sum("ipykernel" in p for p in stopped.running_before)
     print(
         f"\n`autograder grade {' '.join(options)}`, {len(students)} students; Ctrl-C "
-        f"{time.monotonic() - started:.0f} s in, {len(run.recorded())} recorded, "
-        f"{len(before)} processes of the run running ({kernels} kernels)."
+        f"{time.monotonic() - started - stopped.seconds_to_none_left:.0f} s in, "
+        f"{len(stopped.recorded_before)} recorded, {len(stopped.running_before)} processes "
+        f"of the run running ({kernels} kernels)."
     )
-    stopped = run.stop(process, signal.SIGINT)
     print(f"It printed:\n  {stopped.output.rstrip().splitlines()[-1]}")
     print(
         f"Exit status {stopped.returncode}, {stopped.seconds_to_exit:.1f} s after Ctrl-C; "

@@ -100,6 +100,7 @@ class StoppedRun:
     recorded_after: list[str]  # and once the run had exited
     seconds_to_exit: float  # from the signal to the run's exit
     seconds_to_none_left: float  # from the signal until no process of the run was left
+    running_before: list[str]  # processes of the run when the signal was sent
     left: list[str] = field(default_factory=list)  # processes of the run still there after
 
 
@@ -146,10 +147,12 @@ class Run:
         """Send ``signum`` (to the run's process group, as a terminal does, or to its process
         alone) and time its exit and the end of every process that belongs to it."""
         deadline = time.monotonic() + 60  # a kernel running: the stop must end it too
-        while not any("ipykernel" in p for p in self.processes()):
+        running = self.processes()
+        while not any("ipykernel" in p for p in running):
             assert process.poll() is None, self.output()
             assert time.monotonic() < deadline, "no kernel ran: the test proves less than it says"
             time.sleep(0.05)
+            running = self.processes()
         recorded = self.recorded()
         sent = time.monotonic()
         (os.killpg if group else os.kill)(process.pid, signum)
@@ -166,7 +169,14 @@ class Run:
                 pid = int(description.split(":", 1)[0])
                 psutil.Process(pid).kill()
         return StoppedRun(
-            process.returncode, self.output(), recorded, self.recorded(), exited, gone, left
+            process.returncode,
+            self.output(),
+            recorded,
+            self.recorded(),
+            exited,
+            gone,
+            running,
+            left,
         )
 
     def processes(self) -> list[str]:
