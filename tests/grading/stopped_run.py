@@ -130,6 +130,15 @@ class Run:
                 start_new_session=True,  # its own process group, as a terminal's foreground job
             )
 
+    def lent_files(self) -> list[str]:
+        """Files of the course still owned by a uid of its sandbox: a kernel's working dir is
+        lent to the kernel's uid while it runs, and given back by the kernel's clean-up."""
+        return [
+            str(path)
+            for path in self.course.root.rglob("*")
+            if path.lstat().st_uid in self.sandbox.uids
+        ]
+
     def recorded(self) -> list[str]:
         return sorted(path.stem for path in (self.report / "students").glob("*.json"))
 
@@ -234,15 +243,16 @@ def check_only_the_rest_graded(
     assert all(counts[s] == 1 for s in students), counts
 
 
-def check_stopped_cleanly(stopped: StoppedRun, students: int, signum: int) -> None:
-    """The run said what it kept and what to do, exited with 128 + the signal, and left
-    nothing running."""
+def check_stopped_cleanly(run: Run, stopped: StoppedRun, students: int, signum: int) -> None:
+    """The run said what it kept and what to do, exited with 128 + the signal, left nothing
+    running, and its kernels' clean-up ran (their working dirs given back)."""
     print(
         f"exit {stopped.returncode} {stopped.seconds_to_exit:.1f} s after the signal; "
         f"no process of the run left after {stopped.seconds_to_none_left:.1f} s"
     )
     assert stopped.returncode == 128 + signum, stopped.output
     assert not stopped.left, stopped.left
+    assert not run.lent_files(), run.lent_files()
     assert stopped.seconds_to_exit < 15, stopped.output  # STOP_SECONDS and a loaded machine
     assert "Traceback" not in stopped.output, stopped.output
     summary = stopped.output.rstrip().splitlines()[-1]

@@ -388,7 +388,7 @@ def test_ctrl_c_stops_a_cluster_run_cleanly_and_the_next_run_grades_the_rest(cou
     process = run.start()
     run.wait_until_recorded(process, 1)
     stopped = run.stop(process, signal.SIGINT)
-    stopped_run.check_stopped_cleanly(stopped, len(RESUMED), signal.SIGINT)
+    stopped_run.check_stopped_cleanly(run, stopped, len(RESUMED), signal.SIGINT)
     resumed = grade(
         copy,
         scheduler="local:2",

@@ -313,7 +313,7 @@ def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_grades_the_rest(graded, t
     process = run.start()
     run.wait_until_recorded(process, 1)
     stopped = run.stop(process, signal.SIGINT)
-    stopped_run.check_stopped_cleanly(stopped, len(STOPPED), signal.SIGINT)
+    stopped_run.check_stopped_cleanly(run, stopped, len(STOPPED), signal.SIGINT)
     assert "without --force" in stopped.output.splitlines()[-1]
     resumed = grade(
         copy, workers=2, report_dir=run.report, cell_timeout=5, progress=False, plots=False
