@@ -53,6 +53,7 @@ from distributed import Client, Future, KilledWorker, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from autograder import running
 from autograder.course import Course
 from autograder.grading import stopping
 from autograder.grading.run import GradingError
@@ -68,7 +69,6 @@ from autograder.grading.task import (
     write_result,
 )
 from autograder.limits import duration
-from autograder.pipeline import running
 
 CONNECT_TIMEOUT = 10  # seconds to reach a scheduler, and for it to have a worker
 # Seconds to wait for the next student beyond the longest one can take: a worker's start-up

@@ -6,7 +6,7 @@ to the whole process group (as a terminal sends it) and one sent to the run's pr
 alone end the same way:
 
 1. the students being graded stop: their kernels are killed with what they started, and
-   nothing of them is recorded (:mod:`autograder.pipeline.running`); students already
+   nothing of them is recorded (:mod:`autograder.running`); students already
    recorded keep their results, and the same command grades the rest;
 2. within :data:`STOP_SECONDS` the processes the run started have exited; what is left is
    killed (:class:`Processes`);

@@ -6,7 +6,7 @@ and each notebook's run record through the executor; the main process reads both
 
 When the run stops (Ctrl-C, SIGTERM: :mod:`autograder.grading.stopping`), the main process
 sends each worker SIGTERM: the worker kills its student's kernel, records nothing of that
-student (:mod:`autograder.pipeline.running`) and exits; what has not exited within
+student (:mod:`autograder.running`) and exits; what has not exited within
 ``STOP_SECONDS`` is killed.
 """
 
@@ -27,11 +27,10 @@ from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from autograder import running
 from autograder.course import Course, tool_environment
 from autograder.grading import stopping
 from autograder.limits import LimitError, TimeLimits, start_student
-from autograder.pipeline import running
-from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.sandbox.policy import hidden_from_students
 
 _LOCK_RETRIES = 4  # SQLite is busy when two workers save grades at once
@@ -66,6 +65,10 @@ def time_limits_for(course: Course, overrides: dict[str, Any]) -> TimeLimits:
     if (course.root / "nbgrader_config.py").is_file():
         config = PyFileConfigLoader("nbgrader_config.py", path=str(course.root)).load_config()
     config.merge(Config(overrides))
+    # Imported here: a worker process that only starts (or a test's stand-in task) need not
+    # load nbgrader and nbconvert, seconds on a busy machine.
+    from autograder.pipeline.protected_execute import ProtectedExecute
+
     try:
         return ProtectedExecute(config=config).time_limits()
     except TraitError as error:
@@ -123,7 +126,7 @@ _busy = False  # this worker process is grading a student
 
 def _worker_signals() -> None:
     """A worker's first step: SIGINT is the run's process's to act on; SIGTERM (from it, when
-    the run stops) kills the student's kernel and ends the grading (autograder.pipeline.running)."""
+    the run stops) kills the student's kernel and ends the grading (autograder.running)."""
     signal.signal(signal.SIGTERM, _stop_grading)
     stopping.leave_interrupts_to_the_run()
 

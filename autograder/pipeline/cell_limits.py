@@ -18,7 +18,7 @@ from typing import Any
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-from autograder.pipeline import running
+from autograder import running
 
 # Seconds to let nbclient notice a killed kernel (it looks every second) before giving up on it.
 KILL_SETTLE = 5.0
@@ -45,7 +45,7 @@ async def start_within(
 ) -> None:
     """Await ``start`` (a kernel's start, until it answers) for at most ``seconds``; then
     cancel it, ``kill()`` whatever of the kernel started, and raise KernelDidNotStart. A
-    stopped grading (:mod:`autograder.pipeline.running`) does not wait for it either."""
+    stopped grading (:mod:`autograder.running`) does not wait for it either."""
     task = asyncio.ensure_future(start)
     deadline = time.monotonic() + seconds
     while not running.stopped():

@@ -24,7 +24,7 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
 
 What happened is written as JSON beside the run (``evidence_dir``) and passed
 on in ``resources["autograder"]`` for the preprocessors after it. A grading stopped from
-outside (``autograder.pipeline.running``: the run was stopped) raises GradingStopped and
+outside (``autograder.running``: the run was stopped) raises GradingStopped and
 records nothing.
 """
 
@@ -46,13 +46,13 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, validate
 
-from autograder import defaults, limits
+from autograder import defaults, limits, running
 from autograder.integrity import outside
 from autograder.integrity.evidence import Evidence
 from autograder.integrity.probe import probe_code, read_probe
 from autograder.integrity.static.read import scan_notebook
 from autograder.notebook_cells import grade_id, is_test
-from autograder.pipeline import running, verdicts
+from autograder.pipeline import verdicts
 from autograder.pipeline.cell_limits import (
     KILL_SETTLE,
     Budget,

@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 
+from autograder import running
 from autograder.grading import stopping
-from autograder.pipeline import running
 
 from ..conftest import REPO
 
@@ -128,8 +128,10 @@ def test_sigterm_stops_it_too_and_a_sigint_ignored_from_the_start_stays_ignored(
     assert _alive(workers) == []
 
 
-@pytest.mark.slow  # waits the STOP_SECONDS a worker gets, once
-@pytest.mark.parametrize("presses", [1, 2], ids=["once", "twice"])
+@pytest.mark.parametrize(
+    "presses",
+    [pytest.param(1, marks=pytest.mark.slow, id="once"), pytest.param(2, id="twice")],
+)  # once: it waits the STOP_SECONDS a worker gets
 def test_a_worker_that_does_not_stop_is_killed_and_a_second_ctrl_c_stops_at_once(tmp_path, presses):
     run = _start(tmp_path, "ignores_sigterm")
     workers = _workers(tmp_path, run)

@@ -10,6 +10,8 @@ A stopped grading starts no other kernel.
 
 Gradings carry a label: a Dask worker may grade for several runs at once, and only the
 stopped run's gradings end. A local pool's worker grades for one run (label ``None``).
+(A module of its own, light to import: the pipeline's executor and the grading run's
+workers both use it.)
 """
 
 from __future__ import annotations
