@@ -20,7 +20,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-from autograder.sandbox.cleanup import kill_sandbox_processes
+import psutil
 
 
 class GradingStopped(Exception):
@@ -84,7 +84,21 @@ def stop(label: str | None = None) -> int:
         pids = [pid() for ident, pid in list(_kernels.items()) if _labels.get(ident) == label]
     killed = 0
     for pid in pids:
-        if pid is not None:
-            kill_sandbox_processes(pid=pid, timeout=1.0)  # its process group and descendants
+        if pid is not None and _kill_tree(pid):
             killed += 1
     return killed
+
+
+def _kill_tree(pid: int) -> bool:
+    """SIGKILL the kernel and its descendants (psutil checks each pid still names the process
+    it found; what escaped the tree, the kernel manager's own clean-up finds by its uid or
+    token). Whether the kernel was there."""
+    try:
+        kernel = psutil.Process(pid)
+        tree = [kernel, *kernel.children(recursive=True)]
+    except psutil.Error:
+        return False
+    for process in tree:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    return True
