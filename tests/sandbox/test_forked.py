@@ -186,6 +186,10 @@ def test_the_server_forks_only_when_clean():
         thread.start()
         answers.append(server._unclean(set(), []))
         thread.join()
+        # join() returns before the OS thread has exited: wait until /proc lists one task.
+        deadline = time.monotonic() + 10
+        while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
         tracemalloc.start()
         answers.append(server._unclean(set(), []))
         tracemalloc.stop()
