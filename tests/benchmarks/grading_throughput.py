@@ -268,12 +268,15 @@ def our_flags(report_dir: Path) -> list[str]:
 def unprotected(report_dir: Path) -> list[str]:
     """Notebooks our grader ran below every protection this machine allows: another level
     than the run's (``full`` as root), or a kernel not forked (started by exec: the same
-    sandbox, but the slower start)."""
+    sandbox, but the slower start). Notebooks without graded cells are not executed: skipped.
+    A version of the package that does not record ``kernel_start`` passes on that count."""
     report = json.loads((report_dir / "report.json").read_text())
     wanted = "full" if os.geteuid() == 0 else report["sandbox"]["level"]
     found = []
     for student in report["students"]:
         for notebook in student["notebooks"]:
+            if not notebook["max_score"]:
+                continue
             level, start = notebook.get("sandbox_level"), notebook.get("kernel_start", "")
             if level != wanted or start not in ("forked", ""):
                 found.append(f"{student['student']} / {notebook['notebook']}: {level}, {start}")
@@ -878,8 +881,11 @@ def machine_lines(command: str) -> list[str]:
         f"{name} {version(name)}"
         for name in ("numpy", "nbgrader", "nbclient", "jupyter_client", "ipykernel")
     )
+    import autograder
+
+    package = Path(autograder.__file__).resolve().parents[1]  # PYTHONPATH may name another copy
     commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
+        ["git", "describe", "--always", "--dirty"], cwd=package, capture_output=True, text=True
     ).stdout.strip()
     sandbox = (
         "root: each kernel under its own uid, no network, hidden course files"
@@ -891,7 +897,7 @@ def machine_lines(command: str) -> list[str]:
         f"- Machine: {cores} cores available ({cpu}), {memory:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {packages}",
-        f"- Repository: {commit or '?'}; sandbox: {sandbox}",
+        f"- Package measured: {package} at {commit or '?'}; sandbox: {sandbox}",
     ]
 
 

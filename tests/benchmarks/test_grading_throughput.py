@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -135,3 +137,16 @@ def test_cohort_sizes_are_sorted_and_must_be_positive_whole_numbers() -> None:
     for wrong in ("0,4", "four", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.cohort_sizes(wrong)
+
+
+def test_notebooks_below_every_protection_are_named_and_unexecuted_ones_skipped(tmp_path) -> None:
+    level = "full" if os.geteuid() == 0 else "uid-only"
+    notebooks = [
+        {"notebook": "lesson", "max_score": 0, "sandbox_level": "", "kernel_start": ""},
+        {"notebook": "quiz", "max_score": 3, "sandbox_level": level, "kernel_start": "forked"},
+        {"notebook": "ex", "max_score": 5, "sandbox_level": level, "kernel_start": "exec"},
+    ]
+    report = {"sandbox": {"level": level}, "students": [{"student": "s01", "notebooks": notebooks}]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+
+    assert bench.unprotected(tmp_path) == [f"s01 / ex: {level}, exec"]
