@@ -74,6 +74,9 @@ from autograder.sandbox.slots import acquire_slot, runtime_root
 
 LAUNCH_ATTEMPTS = 3  # launches of one kernel, each in another slot, before it is not started
 LAUNCH_TIMEOUT = 60.0  # seconds the launcher has to apply its plan and exec the kernel
+# A Unix socket's path holds at most 107 bytes (sun_path); ZeroMQ names the kernel's sockets
+# "<ip>-<port>" with ports 1 to 5, so 4 bytes are left for "-N" and room.
+SOCKET_PATH_MAX = 107
 
 
 class SandboxLaunchFailed(RuntimeError):
@@ -327,6 +330,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         if not mask_file.exists():
             mask_file.touch(mode=0)
         if mode.isolated:  # no network: ZeroMQ over Unix sockets in the private dir
+            _check_socket_path(private / "ipc", root)
             self.transport = "ipc"
             self.ip = str(private / "ipc")
             self.cache_ports = False
@@ -586,3 +590,15 @@ def _read_report(fd: int, timeout: float) -> str:
         if not chunk:
             return b"".join(chunks).decode(errors="replace").strip()
         chunks.append(chunk)
+
+
+def _check_socket_path(ip: Path, root: Path) -> None:
+    """Refuse, before the kernel starts, a runtime dir too deep for the kernel's Unix sockets:
+    ZeroMQ would fail to bind them ("File name too long") after the launch."""
+    longest = len(os.fsencode(ip)) + 4
+    if longest > SOCKET_PATH_MAX:
+        raise SandboxUnavailable(
+            f"the kernel's sockets would be named {ip}-N, {longest} bytes, and a Unix socket's "
+            f"path holds at most {SOCKET_PATH_MAX}: set SandboxedKernelManager.runtime_root to "
+            f"a shorter path than {root}"
+        )

@@ -10,6 +10,7 @@ belongs to the run can be found afterwards, even while other runs grade on this 
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import random
@@ -19,6 +20,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -75,7 +77,10 @@ def own_sandbox(course: Course) -> Sandbox:
         base = random.randrange(200_000, 2_000_000, slots)
         if not any(_user_exists(uid) for uid in range(base, base + slots)):
             break
-    sandbox = Sandbox(base, course.root / "sandbox-runtime")
+    # Not in the course: its path would be too deep for the kernels' Unix sockets (107 bytes).
+    runtime = Path(tempfile.mkdtemp(prefix="autograder-stopped-run-"))
+    atexit.register(shutil.rmtree, runtime, ignore_errors=True)
+    sandbox = Sandbox(base, runtime)
     with (course.root / "nbgrader_config.py").open("a") as config:
         config.write(
             f"\nc.SandboxedKernelManager.base_uid = {sandbox.base_uid}\n"

@@ -52,15 +52,19 @@ def golden(example: Example, test_name: str, max_score: float) -> float:
 
 
 def hidden_test_lines() -> list[str]:
-    """Lines of the instructor's hidden tests, long enough to be recognisable."""
-    lines, inside = [], False
+    """Lines of the instructor's hidden tests, long enough to be recognisable, that the
+    student's copy does not show too (a visible test may repeat a hidden one's line)."""
+    lines, visible, inside = [], set(), False
     for path in (REPO / "source" / "numpy_memory").glob("*.ipynb"):
         for cell in nbformat.read(path, as_version=4).cells:
             for line in cell.source.splitlines():
                 inside = (inside or "BEGIN HIDDEN TESTS" in line) and "END HIDDEN TESTS" not in line
                 if inside and len(line.strip()) >= 25 and "HIDDEN TESTS" not in line:
                     lines.append(line.strip())
-    assert lines
+                elif not inside:
+                    visible.add(line.strip())
+    lines = [line for line in lines if line not in visible]
+    assert len(lines) > 20
     return lines
 
 
@@ -176,6 +180,16 @@ def zipped(files: dict[str, bytes], folder: str = "numpy_memory") -> bytes:
     return buffer.getvalue()
 
 
+def quiz_answer(question: str) -> str:
+    """The instructor's answer to a quiz question, read from the source notebook's solution."""
+    path = REPO / "source" / "numpy_memory" / "02_quiz_what_del_frees.ipynb"
+    for cell in nbformat.read(path, as_version=4).cells:
+        for line in cell.source.splitlines():
+            if line.startswith(f"{question} = "):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    raise AssertionError(f"no solution for {question}")
+
+
 def probe_quiz(root: Path) -> Example:
     """The solution's quiz, whose first answer cell also walks all of ``root`` reading every
     file it can for the instructor's hidden-test lines (kept hex-encoded, so that the upload
@@ -200,7 +214,8 @@ for _folder, _dirs, _names in os.walk({str(root)!r}):
 q1 = "B" if not _found else "found " + ", ".join(_found)
 """
     quiz = "02_quiz_what_del_frees"
-    cells = {"q1_answer": probe, "q8_answer": 'q8 = "B" if _student_files else "unread"'}
+    right = quiz_answer("q8")
+    cells = {"q1_answer": probe, "q8_answer": f'q8 = "{right}" if _student_files else "unread"'}
     return Example("probe-reads-grade", "reads /grade", notebooks=(quiz,), cells=cells)
 
 

@@ -179,3 +179,21 @@ def test_waiting_for_a_dead_kernel_fails_at_once(tmp_path):
             await km.shutdown_kernel(now=True)
 
     assert asyncio.run(scenario()) < 10
+
+
+def test_a_runtime_dir_too_deep_for_unix_sockets_is_refused_before_the_kernel_starts(tmp_path):
+    """ZeroMQ binds the isolated kernel's sockets in its private dir: a path over 107 bytes
+    fails there ("File name too long"). The manager refuses first, and says what to change."""
+    from autograder.sandbox.capabilities import Protection
+    from autograder.sandbox.policy import SandboxUnavailable
+
+    km = SandboxedKernelManager(kernel_name="python3")
+    protection = km.run_protection()
+    if not protection.mode.isolated:
+        pytest.skip(f"no namespaces here ({protection.level}): the kernel uses TCP")
+    deep = tmp_path / ("d" * 90)
+    km.runtime_root = str(deep)
+    with pytest.raises(SandboxUnavailable, match="shorter path") as refused:
+        asyncio.run(km._async_pre_start_kernel(Protection.from_json(protection.to_json())))
+    assert str(deep) in str(refused.value)
+    assert not km.has_kernel and not [p for p in deep.iterdir() if p.name.startswith("u")]
