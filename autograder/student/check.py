@@ -8,6 +8,8 @@ it carries: a released notebook has the visible tests only. The student's file i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Callable
@@ -251,7 +253,20 @@ def _check_all(paths: list[Path], cell_timeout: int) -> list[NotebookCheck | Che
             return check_notebook(path, cell_timeout=cell_timeout)
         except CheckError as error:
             return error
+        finally:
+            _close_thread_loop()
 
     cores = len(os.sched_getaffinity(0))
     with ThreadPoolExecutor(max_workers=max(1, min(len(paths), cores))) as pool:
         return list(pool.map(check, paths))
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop nbclient made for this thread (jupyter_core's run_sync keeps one
+    per thread and never closes it: it would leak its sockets when the thread ends). The
+    thread's next notebook gets a new one."""
+    with contextlib.suppress(RuntimeError):  # none was made
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if not loop.is_running():
+            loop.close()
+        asyncio.set_event_loop(None)
