@@ -103,6 +103,9 @@ class NotebookRun:
     cells: list[CellRecord] = field(default_factory=list)
     sandbox: str = ""  # what containment the kernel got, in words
     sandbox_level: str = ""  # its level (autograder.sandbox.capabilities.LEVELS), "" if none ran
+    # How its process was started: "forked" (from the fork server, autograder.sandbox.forked)
+    # or "exec" (through the launcher); "" if none started.
+    kernel_start: str = ""
     seconds: float = 0.0
     # The limit that stopped the notebook early ("cell", "notebook", "student", "probe"), or
     # None when it ran to its end (a cell may still have been interrupted and the rest run).
@@ -187,6 +190,7 @@ class NotebookReport:
     limits: dict[str, float] = field(default_factory=dict)
     sandbox: str = ""
     sandbox_level: str = ""
+    kernel_start: str = ""  # "forked" or "exec" (NotebookRun.kernel_start)
     log: str = ""  # nbgrader's log, when the grader itself failed on this notebook
 
 

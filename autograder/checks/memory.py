@@ -25,7 +25,6 @@ import psutil
 from autograder.checks.messages import CheckFailed
 
 NUMPY_DOMAIN = np.lib.tracemalloc_domain
-_PROCESS = psutil.Process()
 
 
 class TracingOffError(CheckFailed):
@@ -156,7 +155,9 @@ def notebook_held_bytes() -> tuple[int, int]:
 
 def rss_bytes() -> int:
     """The process's resident set size: coarse, and it may not drop after a free."""
-    return _PROCESS.memory_info().rss
+    # This process as it is now: a kernel forked after this module was imported (the
+    # grader's fork server imports it once) is not the process that imported it.
+    return psutil.Process().memory_info().rss
 
 
 @dataclass

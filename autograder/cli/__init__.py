@@ -12,10 +12,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from autograder.cli import instructor, platforms, student
-from autograder.course import NbgraderError
-from autograder.grading.run import GradingError, SandboxRefused
-from autograder.hub import HubError
+from autograder import lean_imports
+
+lean_imports.skip_unused()  # before anything imports jsonschema
+
+from autograder.cli import instructor, platforms, student  # noqa: E402
+from autograder.course import NbgraderError  # noqa: E402
+from autograder.grading.errors import GradingError, SandboxRefused  # noqa: E402
+from autograder.hub import HubError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,9 @@ from autograder.cli.arguments import Commands
 
 
 def _check(args: argparse.Namespace) -> int:
+    from autograder.sandbox.forked import prestart
+
+    prestart()  # the kernels' modules are imported, in a process of their own, meanwhile
     from autograder.student.check import run_check
 
     return run_check(args.notebook)

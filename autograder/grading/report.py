@@ -129,6 +129,7 @@ def notebook_report(
         limits=run.limits if run else {},
         sandbox=run.sandbox if run else "",
         sandbox_level=run.sandbox_level if run else "",
+        kernel_start=run.kernel_start if run else "",
         log=failed_log,
     )
 

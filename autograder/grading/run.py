@@ -47,6 +47,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from autograder import defaults
 from autograder.course import Course
 from autograder.grading import stopping
+from autograder.grading.errors import GradingError, SandboxRefused
 from autograder.grading.plots import PlotsInBackground
 from autograder.grading.report import (
     GradingRun,
@@ -68,14 +69,6 @@ from autograder.records import NOT_GRADED
 from autograder.sandbox import SandboxUnavailable, capabilities
 
 __all__ = ["GradingError", "GradingRun", "SandboxRefused", "grade"]
-
-
-class GradingError(RuntimeError):
-    """The grading run itself cannot go on (not one student's problem)."""
-
-
-class SandboxRefused(GradingError):
-    """The run's sandbox cannot be applied here: nothing was graded."""
 
 
 def grade(

@@ -31,7 +31,7 @@ from autograder import running
 from autograder.course import Course, tool_environment
 from autograder.grading import stopping
 from autograder.limits import LimitError, TimeLimits, start_student
-from autograder.sandbox import SandboxedKernelManager, capabilities
+from autograder.sandbox import SandboxedKernelManager, capabilities, forked
 from autograder.sandbox.capabilities import Protection
 from autograder.sandbox.policy import Sandbox, hidden_from_students
 
@@ -114,6 +114,7 @@ def autograde_student(
     """Run nbgrader's Autograde for one student, in a worker process; the end of its log
     ("" when it succeeded)."""
     os.environ.update(tool_environment())
+    forked.prestart()  # this worker's fork server imports the kernels' modules meanwhile
     import warnings
 
     from nbgrader.apps.api import NbGraderAPI

@@ -12,28 +12,56 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 from pathlib import Path
-
-import psutil
 
 from autograder.integrity.evidence import Evidence
 from autograder.records import CellRecord, NotebookRun
 
 # `checks.track(array, "label")`: where a tracked array is made (also read by pipeline.tracked_arrays).
 TRACK_CALL = re.compile(r"checks\.track\(\s*\w+\s*,\s*[\"'](\w+)[\"']")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 _FREED = re.compile(r"checks\.assert_freed\(\s*[\"'](\w+)[\"'][^)]*?expected_nbytes\s*=\s*([\d_]+)")
 
 
 def tree_rss(pid: int | None) -> int | None:
-    """Resident memory of the kernel and everything it started."""
+    """Resident memory of the kernel and everything it started (None when it is gone).
+
+    Read after every cell, so read lean: one pass over ``/proc/*/stat`` for the parents,
+    then each process of the tree's ``statm`` (what psutil's ``memory_info().rss`` reads)."""
     if pid is None:
         return None
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = _read(f"/proc/{name}/stat")
+            if stat:  # fields[1]: the parent (fields[0] is field 3 of proc(5))
+                fields = stat[stat.rfind(b")") + 2 :].split(maxsplit=2)
+                children.setdefault(int(fields[1]), []).append(int(name))
+    total, todo, found = 0, [pid], False
+    while todo:
+        process = todo.pop()
+        statm = _read(f"/proc/{process}/statm")
+        if statm:
+            found = found or process == pid
+            total += int(statm.split()[1]) * _PAGE
+        todo += children.get(process, [])
+    return total if found else None
+
+
+def _read(path: str) -> bytes:
+    """The start of a /proc file, or b"" when its process is gone."""
     try:
-        process = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
-    except psutil.Error:
-        return None
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, 1024)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _proc_status_bytes(pid: int, field: str) -> int:

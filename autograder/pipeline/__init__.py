@@ -5,8 +5,12 @@
 notebook, reads it back and runs the autograding steps, one notebook at a time.
 """
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor
-from nbgrader.preprocessors import (
+from autograder import lean_imports
+
+lean_imports.skip_unused()  # before nbconvert and nbgrader import jsonschema
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
     ClearOutput,
     DeduplicateIds,
@@ -17,10 +21,10 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from autograder.pipeline.check_cell_metadata import CheckCellMetadataFast
-from autograder.pipeline.flag_in_gradebook import FlagInGradebook
-from autograder.pipeline.inspect_submission import InspectSubmission
-from autograder.pipeline.protected_execute import ProtectedExecute
+from autograder.pipeline.check_cell_metadata import CheckCellMetadataFast  # noqa: E402
+from autograder.pipeline.flag_in_gradebook import FlagInGradebook  # noqa: E402
+from autograder.pipeline.inspect_submission import InspectSubmission  # noqa: E402
+from autograder.pipeline.protected_execute import ProtectedExecute  # noqa: E402
 
 SANITIZE_STEPS = [
     InspectSubmission,  # first: record edits to locked cells before OverwriteCells undoes them

@@ -318,6 +318,7 @@ class ProtectedExecute(Execute):
         run.sandbox = getattr(self.km, "sandbox_description", "")
         applied = getattr(self.km, "applied_level", None)
         run.sandbox_level = applied or ""
+        run.kernel_start = getattr(self.km, "kernel_start", "") or ""
         pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
         # The baseline, before any student cell.
         if self.probe_kernel and self._probe_within(nb, run, budget, 0, "start") is None:

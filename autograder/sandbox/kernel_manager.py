@@ -58,11 +58,11 @@ from traitlets import (
     default,
 )
 
-from autograder.sandbox import capabilities
+from autograder.sandbox import capabilities, forked
 from autograder.sandbox.capabilities import Protection
 from autograder.sandbox.cleanup import copy_work, kill_sandbox_processes
 from autograder.sandbox.course_files import seal
-from autograder.sandbox.namespaces import launch_plan, launcher_command, real
+from autograder.sandbox.namespaces import launch_of, launch_plan, launcher_command, real
 from autograder.sandbox.policy import (
     DEFAULT_BASE_UID,
     Limits,
@@ -187,6 +187,13 @@ class SandboxedKernelManager(AsyncKernelManager):
         Unicode(), config=True, help="More environment variable names a kernel may see."
     )
     slot = Integer(None, allow_none=True, config=True, help="Fixed slot (default: first free).")
+    fork_kernels = Bool(
+        True,
+        config=True,
+        help="Start each kernel as a child of a fork server that imported the kernel's modules "
+        "once (autograder.sandbox.forked), which applies the same sandbox after fork; False: "
+        "every kernel is started by exec, through the launcher.",
+    )
     sandbox = Instance(Sandbox, allow_none=False)
     client_class = DottedObjectName("autograder.sandbox.PromptKernelClient", config=True)
     client_factory = Type(PromptKernelClient, klass=AsyncKernelClient, config=True)
@@ -214,6 +221,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         self._fixed_slot = self.slot
         self._kernel_started: float | None = None
         self._report_pipe: tuple[int, int] | None = None
+        self._kernel_start = ""  # "forked" or "exec", once launched
         self._applied: Protection | None = None
 
     @property
@@ -225,6 +233,11 @@ class SandboxedKernelManager(AsyncKernelManager):
     def private_dir(self) -> Path | None:
         """The kernel's own dir (HOME, TMPDIR, connection file, IPC sockets, working copy)."""
         return self._private_dir
+
+    @property
+    def kernel_start(self) -> str:
+        """How the kernel's process was started: "forked" (:mod:`.forked`) or "exec"."""
+        return self._kernel_start
 
     @property
     def applied_level(self) -> str | None:
@@ -399,14 +412,18 @@ class SandboxedKernelManager(AsyncKernelManager):
         return private
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        """Launch, then wait for the launcher's report: SandboxLaunchFailed if a step failed."""
+        """Launch, then wait for the launcher's report: SandboxLaunchFailed if a step failed.
+        The one place a kernel's process is started (forked, or exec'd through the launcher)."""
         if self._report_pipe is None:
             raise SandboxUnavailable("the kernel's launch plan was not made")
         read_end, write_end = self._report_pipe
         self._report_pipe = None
         try:
             try:
-                await super()._async_launch_kernel(kernel_cmd, pass_fds=(write_end,), **kw)
+                self._kernel_start = "forked"
+                if not await self._fork(kernel_cmd, write_end, kw):
+                    self._kernel_start = "exec"
+                    await super()._async_launch_kernel(kernel_cmd, pass_fds=(write_end,), **kw)
             finally:
                 os.close(write_end)
             pid = getattr(self.provisioner, "pid", None)
@@ -418,6 +435,36 @@ class SandboxedKernelManager(AsyncKernelManager):
             os.close(read_end)
         if report:
             raise SandboxLaunchFailed(report)
+
+    async def _fork(self, kernel_cmd: list[str], report_fd: int, kw: dict[str, Any]) -> bool:
+        """Start the launcher's command as a child of this process's fork server
+        (:mod:`.forked`): the same plan, carried out after fork, and the same report pipe.
+        False where it is not forked (``fork_kernels`` off, a kernel command other than this
+        interpreter's ipykernel, or a server that failed): the launcher then starts it."""
+        launch = launch_of(kernel_cmd) if self.fork_kernels else None
+        arguments = forked.forkable(launch[0]) if launch is not None else None
+        if launch is None or arguments is None:
+            return False
+        opened: list[int] = []
+        try:
+            fds, opened = forked.stdio_fds(kw.get("stdin"), kw.get("stdout"), kw.get("stderr"))
+            process = await asyncio.to_thread(
+                forked.launch, arguments, launch[1], kw["env"], (fds[0], fds[1], fds[2]), report_fd
+            )
+        except forked.ForkServerError as error:
+            self.log.warning("Kernel not forked (started by exec instead): %s", error)
+            return False
+        finally:
+            for fd in opened:
+                os.close(fd)
+        # What LocalProvisioner.launch_kernel records of the Popen it would have made.
+        provisioner = self.provisioner
+        assert provisioner is not None
+        provisioner.process = process  # type: ignore[attr-defined]
+        provisioner.pid = provisioner.pgid = process.pid  # type: ignore[attr-defined]
+        provisioner.cwd = kw.get("cwd")  # type: ignore[attr-defined]
+        self._reconcile_connection_info(provisioner.connection_info)
+        return True
 
     async def _discard_attempt(self) -> int:
         """After a failed launch: kill what is left, free the dirs; the slot's lock fd, kept."""

@@ -48,6 +48,7 @@ MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 # nosuid, nodev, noexec, noatime, nodiratime, relatime.
 ST_TO_MS = {2: 2, 4: 4, 8: 8, 1024: 1024, 2048: 2048, 4096: 1 << 21}
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
 ENOENT, EINVAL = 2, 22
 
@@ -100,6 +101,11 @@ class Libc:
     def no_new_privs(self) -> None:
         self.check(self.lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
+    def dumpable(self) -> None:
+        """Dumpable again after a change of uid, as an exec would make it: the process's
+        /proc files belong to its own uid (without exec, Linux leaves them root's)."""
+        self.check(self.lib.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")
+
 
 # ------------------------------------------------------------------ namespaces
 def enter_namespaces(libc: Libc, flags: int, idmap: list[int] | None) -> None:
@@ -136,6 +142,10 @@ def apply_mounts(libc: Libc, ops: list[list], mask_file: str | None) -> None:
             if mask_fd is None:
                 raise OSError(0, "no mask file to cover " + path)
             libc.mount(f"/proc/self/fd/{mask_fd}", path, None, MS_BIND)
+    # Each one reaches below the covers: never left to the kernel (a fork server's child
+    # runs it without the exec that would close them).
+    for fd in [*fds.values(), *([] if mask_fd is None else [mask_fd])]:
+        os.close(fd)
 
 
 def bind_back(libc: Libc, path: str, fd: int) -> None:
@@ -226,6 +236,21 @@ def become(uid: int) -> None:
         raise OSError(0, f"could not become uid {uid}")
 
 
+def apply_plan(plan: dict, libc: Libc) -> None:
+    """Every step of the plan, in order, in this process: namespaces and mounts, working dir,
+    rlimits, uid, no new privileges. Raises at the first step that fails. Also run, after
+    fork, by the fork server's child (:mod:`.fork_server`), which does not exec."""
+    if plan.get("unshare"):
+        isolate(libc, plan)
+    if plan.get("cwd"):
+        os.chdir(plan["cwd"])
+    set_limits(plan.get("rlimits", ()))
+    if plan.get("uid") is not None:
+        become(plan["uid"])
+    if plan.get("nnp"):
+        libc.no_new_privs()
+
+
 REPORT_FD = None  # the grader's end of the report pipe, once known
 
 
@@ -237,16 +262,7 @@ def main(argv: list[str]) -> None:
         REPORT_FD = plan["report_fd"]
         os.set_inheritable(REPORT_FD, False)  # the exec closes it: the kernel never has it
     cmd = argv[3:]  # argv[2] is "--"
-    libc = Libc()
-    if plan.get("unshare"):
-        isolate(libc, plan)
-    if plan.get("cwd"):
-        os.chdir(plan["cwd"])
-    set_limits(plan.get("rlimits", ()))
-    if plan.get("uid") is not None:
-        become(plan["uid"])
-    if plan.get("nnp"):
-        libc.no_new_privs()
+    apply_plan(plan, Libc())
     if not cmd:
         os._exit(0)
     os.execv(cmd[0], cmd)

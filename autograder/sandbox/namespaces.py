@@ -237,3 +237,11 @@ def _mount_ops(
 def launcher_command(cmd: list[str], plan: Mapping[str, Any]) -> list[str]:
     """The kernel command, run through the launcher (which execs it in place)."""
     return [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(plan), "--", *cmd]
+
+
+def launch_of(command: list[str]) -> tuple[list[str], dict[str, Any]] | None:
+    """The kernel command and the plan of a :func:`launcher_command` (None: not one): what a
+    fork server's child carries out instead of the launcher."""
+    if command[:4] != [sys.executable, "-I", "-S", str(LAUNCHER)] or command[5:6] != ["--"]:
+        return None
+    return command[6:], json.loads(command[4])

@@ -195,6 +195,23 @@ def forced_env(private_dir: Path, token: str, slot: int = 0) -> dict[str, str]:
     return env
 
 
+def per_kernel_names(env: Mapping[str, str]) -> set[str]:
+    """The names of ``env`` a kernel gets for itself (its private dir, token, slot; the
+    grader's ``JPY_``, ``NBGRADER_`` and ``AUTOGRADER_`` settings of the moment; PATH, read
+    only when it runs a program): everything else is read as a process starts."""
+    one, other = forced_env(Path("/a"), "a", 0), forced_env(Path("/b"), "b", 1)
+    names = {name for name in one if one[name] != other[name]} | {"PATH"}
+    return names | {name for name in env if name.startswith(("JPY_", "NBGRADER_", "AUTOGRADER_"))}
+
+
+def startup_env(env: Mapping[str, str]) -> dict[str, str]:
+    """What of a kernel's environment a process reads as it starts and imports (the
+    allocator's, BLAS's, Python's and the locale's settings): the fork server starts with
+    it, and serves only kernels whose environment has the same (see :mod:`.forked`)."""
+    per_kernel = per_kernel_names(env)
+    return {name: value for name, value in env.items() if name not in per_kernel}
+
+
 def hidden_from_students(root: Path, *extra: Path) -> list[str]:
     """What a student kernel must not see, read or change of a course directory: the
     instructor's notebooks (also in .git), the released ones, the gradebook, everyone's

@@ -8,8 +8,12 @@ it carries: a released notebook has the visible tests only. The student's file i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,16 +231,42 @@ def run_check(
         out("Run it in the folder of your notebooks, or name them: autograder check NOTEBOOK")
         return 2
     code = 0
-    for index, path in enumerate(paths):
+    for index, checked in enumerate(_check_all(paths, cell_timeout)):
         if index:
             out("")
-        try:
-            checked = check_notebook(path, cell_timeout=cell_timeout)
-        except CheckError as error:
-            out(f"autograder check: {error}")
+        if isinstance(checked, CheckError):
+            out(f"autograder check: {checked}")
             code = 2
             continue
         out(format_check(checked))
         if not checked.passed:
             code = max(code, 1)
     return code
+
+
+def _check_all(paths: list[Path], cell_timeout: int) -> list[NotebookCheck | CheckError]:
+    """Each notebook's check, in the order given; the notebooks run at the same time, one
+    kernel per core (each kernel has its own process, limits and clock)."""
+
+    def check(path: Path) -> NotebookCheck | CheckError:
+        try:
+            return check_notebook(path, cell_timeout=cell_timeout)
+        except CheckError as error:
+            return error
+        finally:
+            _close_thread_loop()
+
+    cores = len(os.sched_getaffinity(0))
+    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), cores))) as pool:
+        return list(pool.map(check, paths))
+
+
+def _close_thread_loop() -> None:
+    """Close the event loop nbclient made for this thread (jupyter_core's run_sync keeps one
+    per thread and never closes it: it would leak its sockets when the thread ends). The
+    thread's next notebook gets a new one."""
+    with contextlib.suppress(RuntimeError):  # none was made
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+        if not loop.is_running():
+            loop.close()
+        asyncio.set_event_loop(None)

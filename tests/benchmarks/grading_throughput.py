@@ -1,4 +1,4 @@
-"""Grading throughput, its limit, its growth and the cost of the protections, for the README.
+"""Grading throughput, its floor, its growth and the cost of the protections, for the README.
 
 What it measures, on submissions built from the example TOMLs in ``tests/examples/submissions/``
 (cycled, with distinct student ids, until there are ``--submissions`` of them):
@@ -12,15 +12,19 @@ What it measures, on submissions built from the example TOMLs in ``tests/example
    - ``autograder grade --scheduler local:W --force`` (a Dask LocalCluster; skip it with
      ``--no-cluster``; it needs the ``distributed`` package, which the test extra installs),
      on the same course right after the local pool;
-   - the limit: the notebooks our grader executed (``autograded/<student>/<assignment>/``,
+   - the floor: the notebooks our grader executed (``autograded/<student>/<assignment>/``,
      those with graded cells), outputs cleared, executed by bare nbclient from their folder
      with ``allow_errors=True``, one after another, a fresh plain ``python3`` kernel each (no
-     sandbox, no probes, no nbgrader); the summed time divided by the machine's cores.
+     sandbox, no probes, no nbgrader), started and stopped promptly (ready as soon as it
+     answers, killed after the last cell); the summed time divided by the machine's cores;
+   - the limit (the older, looser row): the same with nbclient's defaults (IOPub silence
+     at start, a graceful shutdown).
 
-   Columns: seconds, s/submission, submissions/min, x faster than stock, x the limit's time
+   Columns: seconds, s/submission, submissions/min, x faster than stock, x the floor's time
    and the other load. Beside them, the goals with "met"/"not met" computed from the figures:
-   at least 2.5x stock's throughput on 2 cores with the protections on, within 1.3x of the
-   limit, the Dask run within 10% of the local pool. Two comparisons:
+   at least 4x stock's throughput on 2 cores with every protection on (every notebook run at
+   the run's sandbox level, ``full`` as root) and every score equal to stock's, within 1.2x
+   of the floor, the Dask run within 10% of the local pool. Two comparisons:
 
    - "graded notebooks only": every submission holds the quiz and the exercises (the two
      notebooks with graded cells). Every grader executes the same notebooks: apples to apples.
@@ -39,7 +43,12 @@ What it measures, on submissions built from the example TOMLs in ``tests/example
    sent once per worker (``CourseBundle.of``), a task's payload (the student's staged files,
    and the pickled ``StudentTask``) and its pickled result.
 
-4. Cost of the protections: one notebook at a time, the protected execution
+4. ``autograder check`` of one student's two graded notebooks (the instructor's solutions
+   typed into the released notebooks), ``--check-runs`` times from a fresh process each: wall
+   time, and CPU time of the command with everything it started (fork server, kernels). The
+   goal: under 3 s on an idle machine, with the verdicts grading gives (every test passed).
+
+5. Cost of the protections: one notebook at a time, the protected execution
    (``ProtectedExecute``'s own timing from its run record, kernel start to shutdown, while
    ``autograder grade --workers 1`` grades single-notebook submissions of the instructor's
    solution) against executing the same instructor notebook bare with nbclient (fresh
@@ -52,8 +61,8 @@ Run it from the repository root on an idle machine (about 15 minutes with the de
 other processes took meanwhile):
 
     .venv/bin/python tests/benchmarks/grading_throughput.py [--submissions 24] [--workers 2]
-        [--repeat 1] [--overhead-runs 5] [--growth 24,96,384] [--scheduler local:2 |
-        --no-cluster] [--keep]
+        [--repeat 1] [--overhead-runs 5] [--check-runs 5] [--growth 24,96,384]
+        [--scheduler local:2 | --no-cluster] [--graded-only] [--keep]
 
 A quick smoke run: ``--submissions 4 --overhead-runs 1 --growth 4,8``.
 
@@ -256,6 +265,24 @@ def our_flags(report_dir: Path) -> list[str]:
     return flagged
 
 
+def unprotected(report_dir: Path) -> list[str]:
+    """Notebooks our grader ran below every protection this machine allows: another level
+    than the run's (``full`` as root), or a kernel not forked (started by exec: the same
+    sandbox, but the slower start). Notebooks without graded cells are not executed: skipped.
+    A version of the package that does not record ``kernel_start`` passes on that count."""
+    report = json.loads((report_dir / "report.json").read_text())
+    wanted = "full" if os.geteuid() == 0 else report["sandbox"]["level"]
+    found = []
+    for student in report["students"]:
+        for notebook in student["notebooks"]:
+            if not notebook["max_score"]:
+                continue
+            level, start = notebook.get("sandbox_level"), notebook.get("kernel_start", "")
+            if level != wanted or start not in ("forked", ""):
+                found.append(f"{student['student']} / {notebook['notebook']}: {level}, {start}")
+    return found
+
+
 # -- scores -------------------------------------------------------------------------------------
 
 Scores = dict[str, dict[str, float]]  # student -> "notebook/grade_id" -> score
@@ -350,8 +377,10 @@ class Comparison:
     ours: list[CpuWatch] = field(default_factory=list)
     stock: list[CpuWatch] = field(default_factory=list)
     cluster: list[CpuWatch] = field(default_factory=list)  # `--scheduler`, unless --no-cluster
+    floor: list[Timing] = field(default_factory=list)  # bare kernels, prompt, serial / CORES
     limit: list[Timing] = field(default_factory=list)  # bare nbclient, serial, summed / CORES
     limit_notebooks: int = 0  # notebooks the limit executes (our grader's graded notebooks)
+    protected: list[str] = field(default_factory=list)  # notebooks run below every protection
     cells_compared: int = 0
     disagreeing_cells: dict[str, int] = field(default_factory=dict)  # our grader -> cells
     disagreements: dict[str, list[str]] = field(default_factory=dict)  # one line per student
@@ -369,7 +398,7 @@ def compare_throughput(
     args: argparse.Namespace,
 ) -> Comparison:
     """Grade the same submissions with every grader, ``args.repeat`` times each, and time
-    the limit on the notebooks our grader executed."""
+    the floor and the limit on the notebooks our grader executed."""
     result = Comparison(label, notebooks, graded, len(students))
     courses = {}
     for name, protected in (("stock", False), ("ours", True)):
@@ -387,6 +416,7 @@ def compare_throughput(
         # Read now: the Dask run grades the same course and overwrites these.
         scores[POOL] = read_scores(ours, ids, graded)
         result.flagged[POOL] = our_flags(ours.root / "grading-report")
+        result.protected = unprotected(ours.root / "grading-report")
         if args.scheduler:
             say(f"[{label}]   autograder grade --scheduler {args.scheduler} ...")
             result.cluster.append(run_ours(ours, args.workers, args.scheduler))
@@ -394,6 +424,10 @@ def compare_throughput(
             scores[DASK] = read_scores(ours, ids, graded)
             result.flagged[DASK] = our_flags(ours.root / "grading-report")
             result.travel = measure_travel(ours, ids)  # before the limit's runs write there
+        say(f"[{label}]   the floor: bare kernels, prompt, on the autograded notebooks ...")
+        floor, result.limit_notebooks = limit_timing(ours, ids, prompt=True)
+        result.floor.append(floor)
+        say(f"[{label}]   {floor.seconds * CORES:.1f} s serially, / {CORES} cores")
         say(f"[{label}]   the limit: bare nbclient on the autograded notebooks, serially ...")
         limit, result.limit_notebooks = limit_timing(ours, ids)
         result.limit.append(limit)
@@ -423,12 +457,16 @@ def has_graded_cells(notebook: nbformat.NotebookNode) -> bool:
     return any(cell.metadata.get("nbgrader", {}).get("grade") for cell in notebook.cells)
 
 
-def limit_timing(course: Course, students: list[str]) -> tuple[Timing, int]:
+def limit_timing(
+    course: Course, students: list[str], *, prompt: bool = False
+) -> tuple[Timing, int]:
     """The limit on this machine: every notebook with graded cells our grader wrote for
     ``students`` (``autograded/<student>/<assignment>``), outputs cleared, executed by bare
     nbclient from its folder (so the hidden tests import ``autograder.checks`` as they did),
     one after another, a fresh plain ``python3`` kernel each; the summed time / CORES.
-    Returns that and how many notebooks it executed."""
+    ``prompt``: the floor, each kernel started and stopped as ProtectedExecute does (ready
+    without waiting for IOPub silence, killed after the last cell). Returns that and how
+    many notebooks it executed."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -449,6 +487,7 @@ def limit_timing(course: Course, students: list[str]) -> tuple[Timing, int]:
                     timeout=LIMIT_CELL_TIMEOUT,
                     allow_errors=True,
                     resources={"metadata": {"path": str(folder)}},
+                    **(PROMPT if prompt else {}),
                 )
                 started = time.monotonic()
                 try:
@@ -466,6 +505,93 @@ def limit_timing(course: Course, students: list[str]) -> tuple[Timing, int]:
             "`autograder grade` wrote none, so there is nothing to time the limit on."
         )
     return Timing(spent / CORES, watch.others), executed
+
+
+# -- 4. autograder check -------------------------------------------------------------------------
+
+
+@dataclass
+class CheckTiming:
+    """``autograder check`` of one student's two graded notebooks, run ``runs`` times."""
+
+    wall: list[float]  # seconds, each run from a fresh process
+    cpu: list[float]  # CPU seconds of the command and everything it started
+    others: float  # other processes' share of the machine meanwhile
+    exit_codes: list[int]
+    notebooks: int
+
+
+def measure_check(workdir: Path, graded: list[str], runs: int) -> CheckTiming:
+    """A student's folder with the released graded notebooks and the instructor's answers
+    typed in (every visible test passes), checked ``runs`` times by ``autograder check``."""
+    folder = workdir / "check-student"
+    folder.mkdir(parents=True)
+    for name in graded:
+        write_solution_as_student(name, folder / f"{name}.ipynb")
+    command = [sys.executable, "-m", "autograder", "check", *(f"{n}.ipynb" for n in graded)]
+    wall, cpu, codes = [], [], []
+    with CpuWatch() as watch:
+        for _ in range(runs):
+            before = own_cpu_seconds()
+            started = time.monotonic()
+            done = subprocess.run(
+                command, cwd=folder, env=tool_environment(), capture_output=True, text=True
+            )
+            wall.append(time.monotonic() - started)
+            cpu.append(own_cpu_seconds() - before)
+            codes.append(done.returncode)
+            if done.returncode != 0:
+                raise BenchmarkError(
+                    "autograder check of the instructor's answers did not pass every visible "
+                    f"test (exit code {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+                )
+    return CheckTiming(wall, cpu, watch.others, codes, len(graded))
+
+
+def write_solution_as_student(notebook: str, path: Path) -> None:
+    """The released notebook with the instructor's answer typed into each answer cell."""
+    source = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
+    answers = {}
+    for cell in source.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            kept = [line for line in cell.source.splitlines() if "### " not in line]
+            answers[meta["grade_id"]] = "\n".join(kept)
+    released = nbformat.read(REPO / "release" / "numpy_memory" / f"{notebook}.ipynb", as_version=4)
+    for cell in released.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    nbformat.write(released, path)
+
+
+def check_lines(check: CheckTiming | None) -> list[str]:
+    if check is None:
+        return []
+    wall, cpu = statistics.median(check.wall), statistics.median(check.cpu)
+    goal = Goal("`autograder check` wall time vs 3 s", wall / CHECK_GOAL, 1.0, False)
+    rows = [
+        [
+            f"`autograder check` ({check.notebooks} graded notebooks, one student)",
+            str(len(check.wall)),
+            seconds_cell(check.wall),
+            seconds_cell(check.cpu),
+            f"**{'met' if goal.met else 'not met'}** (< {CHECK_GOAL:g} s: {wall:.2f} s)",
+            f"{check.others:.0%}",
+        ]
+    ]
+    headers = ["command", "runs", "wall s", "CPU s (with its kernels)", "goal", "other load"]
+    return [
+        "### A student's self-check",
+        "",
+        markdown_table(headers, rows),
+        "",
+        f"- Each run is a fresh `python -m autograder check` on the released notebooks with the "
+        f"instructor's answers typed in (exit code 0: every visible test passed, as when "
+        f"graded), median (range). CPU {cpu:.2f} s is the command, its fork server and its "
+        "kernels together: a machine with one idle core needs about that long.",
+        "",
+    ]
 
 
 # -- 3. what travels per Dask task--------------------------------------------------------------
@@ -610,12 +736,15 @@ class PromptKernelManager(AsyncKernelManager):
     client_factory = Type(PromptKernelClient, klass=AsyncKernelClient)
 
 
+# nbclient's options for a kernel started and stopped promptly (the floor's, and the overhead's)
+PROMPT = {"kernel_manager_class": PromptKernelManager, "shutdown_kernel": "immediate"}
+
+
 def bare_times(notebook: str, runs: int, timeout: int, *, prompt: bool = False) -> list[float]:
     """Execute the instructor's notebook with nbclient alone, each run in a fresh kernel;
     ``prompt``: with ProtectedExecute's kernel start (no IOPub silence) and stop (a kill)."""
     from nbclient import NotebookClient
 
-    how = {"kernel_manager_class": PromptKernelManager, "shutdown_kernel": "immediate"}
     times = []
     for _ in range(runs):
         nb = nbformat.read(SOURCE / f"{notebook}.ipynb", as_version=4)
@@ -625,7 +754,7 @@ def bare_times(notebook: str, runs: int, timeout: int, *, prompt: bool = False) 
                 kernel_name="python3",
                 timeout=timeout,
                 resources={"metadata": {"path": folder}},
-                **(how if prompt else {}),
+                **(PROMPT if prompt else {}),
             )
             started = time.monotonic()
             client.execute(stderr=subprocess.DEVNULL, env=one_blas_thread())
@@ -651,8 +780,9 @@ def measure_overhead(workdir: Path, graded: list[str], runs: int) -> list[Overhe
 
 # -- goals --------------------------------------------------------------------------------------
 
-STOCK_GOAL = 2.5  # at least this x stock nbgrader's throughput, on 2 cores, protections on
-LIMIT_GOAL = 1.3  # our time at most this x the limit's
+STOCK_GOAL = 4.0  # at least this x stock nbgrader's throughput, on 2 cores, protections on
+FLOOR_GOAL = 1.2  # our time at most this x the floor's
+CHECK_GOAL = 3.0  # seconds `autograder check` may take for both graded notebooks, idle machine
 DASK_GOAL = 1.10  # the Dask run's time at most this x the local pool's
 GROWTH_GOAL = 1.15  # s/submission of the largest cohort at most this x the smallest's
 GOAL_CORES = 2
@@ -684,13 +814,13 @@ class Goal:
 
 
 def throughput_goals(
-    stock: float, pool: float, limit: float, dask: float | None, cores: int
+    stock: float, pool: float, floor: float, dask: float | None, cores: int
 ) -> list[Goal]:
     """The goals for one comparison, from its wall times in seconds (dask None: not run)."""
     elsewhere = "" if cores == GOAL_CORES else f"measured on {cores} cores, the goal is for 2"
     goals = [
         Goal("throughput vs stock `nbgrader autograde`", stock / pool, STOCK_GOAL, True, elsewhere),
-        Goal("time vs the limit", pool / limit, LIMIT_GOAL, False),
+        Goal("time vs the floor", pool / floor, FLOOR_GOAL, False),
     ]
     if dask is not None:
         goals.append(Goal("Dask run's time vs the local pool's", dask / pool, DASK_GOAL, False))
@@ -703,7 +833,7 @@ def comparison_goals(comparison: Comparison) -> list[Goal]:
 
     dask = median(comparison.cluster) if comparison.cluster else None
     return throughput_goals(
-        median(comparison.stock), median(comparison.ours), median(comparison.limit), dask, CORES
+        median(comparison.stock), median(comparison.ours), median(comparison.floor), dask, CORES
     )
 
 
@@ -751,8 +881,11 @@ def machine_lines(command: str) -> list[str]:
         f"{name} {version(name)}"
         for name in ("numpy", "nbgrader", "nbclient", "jupyter_client", "ipykernel")
     )
+    import autograder
+
+    package = Path(autograder.__file__).resolve().parents[1]  # PYTHONPATH may name another copy
     commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
+        ["git", "describe", "--always", "--dirty"], cwd=package, capture_output=True, text=True
     ).stdout.strip()
     sandbox = (
         "root: each kernel under its own uid, no network, hidden course files"
@@ -764,7 +897,7 @@ def machine_lines(command: str) -> list[str]:
         f"- Machine: {cores} cores available ({cpu}), {memory:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}",
         f"- Python {platform.python_version()}; {packages}",
-        f"- Repository: {commit or '?'}; sandbox: {sandbox}",
+        f"- Package measured: {package} at {commit or '?'}; sandbox: {sandbox}",
     ]
 
 
@@ -782,7 +915,7 @@ def throughput_rows(
     comparison: Comparison, workers: int, scheduler: str | None = None
 ) -> list[list[str]]:
     stock = statistics.median(w.seconds for w in comparison.stock)
-    limit = statistics.median(t.seconds for t in comparison.limit)
+    floor = statistics.median(t.seconds for t in comparison.floor)
     notebooks = comparison.students * len(comparison.notebooks)
     graded = comparison.students * len(comparison.graded)
     graders: list[tuple[str, Sequence[Timing | CpuWatch], int]] = [
@@ -791,11 +924,14 @@ def throughput_rows(
     ]
     if comparison.cluster:
         graders.append((f"`autograder grade --scheduler {scheduler}`", comparison.cluster, graded))
+    graders.append(
+        (f"**the floor**: bare kernels, prompt, serial, / {CORES} cores", comparison.floor, graded)
+    )
     graders.append((f"the limit: bare nbclient, serial, / {CORES} cores", comparison.limit, graded))
     rows = []
     for name, runs, executed in graders:
         seconds = statistics.median(w.seconds for w in runs)
-        if runs is comparison.limit:
+        if runs is comparison.limit or runs is comparison.floor:
             executed = comparison.limit_notebooks
         rows.append(
             [
@@ -807,7 +943,7 @@ def throughput_rows(
                 f"{seconds / comparison.students:.2f}",
                 per_minute(comparison.students, seconds),
                 f"**{stock / seconds:.2f}x**" if runs is not comparison.stock else "1.00x",
-                f"{seconds / limit:.2f}x",
+                f"{seconds / floor:.2f}x",
                 f"{max(w.others for w in runs):.0%}",
             ]
         )
@@ -818,7 +954,7 @@ def throughput_table(
     comparisons: list[Comparison], workers: int, scheduler: str | None = None
 ) -> str:
     headers = ["submissions", "grader", "students", "notebooks (executed)", "wall s"]
-    headers += ["s/submission", "submissions/min", "x faster than stock", "x the limit's time"]
+    headers += ["s/submission", "submissions/min", "x faster than stock", "x the floor's time"]
     headers += ["other load"]
     rows = [
         row for comparison in comparisons for row in throughput_rows(comparison, workers, scheduler)
@@ -832,7 +968,37 @@ def goals_table(comparisons: list[Comparison]) -> str:
         for comparison in comparisons
         for goal in comparison_goals(comparison)
     ]
+    for comparison in comparisons:
+        rows += [[comparison.label, *row] for row in condition_rows(comparison)]
     return markdown_table(["submissions", "goal", "target", "measured", "verdict"], rows)
+
+
+def condition_rows(comparison: Comparison) -> list[list[str]]:
+    """The goals' conditions: every protection on, every score equal to stock's."""
+
+    def verdict(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    below = comparison.protected
+    rows = [
+        [
+            "every protection on (every notebook at the sandbox's full level as root, its "
+            "kernel forked, probes and memory reads on)",
+            "0 notebooks below",
+            f"{len(below)} below" + (f": {below[0]}" if below else ""),
+            verdict(not below),
+        ]
+    ]
+    for grader, cells in comparison.disagreeing_cells.items():
+        rows.append(
+            [
+                f"{grader}: every score equal to stock's",
+                "0 cells differ",
+                f"{cells} of {comparison.cells_compared} differ",
+                verdict(cells == 0),
+            ]
+        )
+    return rows
 
 
 def growth_lines(points: list[GrowthPoint]) -> list[str]:
@@ -993,6 +1159,7 @@ def load_warning(
     loads = [o.others for o in overheads] + [p.others for p in growth]
     for c in comparisons:
         loads += [w.others for w in c.stock + c.ours + c.cluster] + [t.others for t in c.limit]
+        loads += [t.others for t in c.floor]
     worst = max(loads)
     if worst < BUSY_WARNING:
         return []
@@ -1019,7 +1186,14 @@ def throughput_lines(args: argparse.Namespace, comparisons: list[Comparison]) ->
         "- Wall time of each command run from its course root, start-up included; "
         "`autograder grade` also writes its report, per-student JSON and memory plots. "
         "The Dask run grades the same course as the local pool, right after it.",
-        f"- *the limit*: the notebooks `autograder grade` wrote for these students (those with "
+        f"- *the floor*: the notebooks `autograder grade` wrote for these students (those with "
+        "graded cells, outputs cleared) executed by bare nbclient from their folders with "
+        "`allow_errors=True`, one after another, a fresh plain `python3` kernel each (no "
+        "sandbox, no probes, no nbgrader), started and stopped promptly (ready as soon as it "
+        "answers, killed after its last cell); the summed time divided by the machine's "
+        f"{CORES} cores: what perfect parallel grading with bare kernels would take. The goal "
+        "is measured against it.",
+        f"- *the limit* (the older row): the same notebooks (those with "
         "graded cells, outputs cleared) executed by bare nbclient from their folders with "
         "`allow_errors=True`, one after another, a fresh plain `python3` kernel each (no "
         "sandbox, no probes, no nbgrader); the summed time divided by the machine's "
@@ -1058,6 +1232,7 @@ class Results:
     comparisons: list[Comparison]
     overheads: list[Overhead]
     growth: list[GrowthPoint]
+    check: CheckTiming | None = None
 
 
 def report(
@@ -1072,6 +1247,7 @@ def report(
             *load_warning(results.comparisons, results.overheads, results.growth),
             "",
             *throughput_lines(args, results.comparisons),
+            *check_lines(results.check),
             *growth_lines(results.growth),
             *travel_lines(results.comparisons, args.workers),
             "### Score agreement on the graded notebooks",
@@ -1109,6 +1285,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary course folders")
     parser.add_argument(
+        "--check-runs", type=int, default=5, help="runs of `autograder check` (5; 0: none)"
+    )
+    parser.add_argument(
+        "--graded-only",
+        action="store_true",
+        help="only the graded notebooks' comparison (not the full submission's, whose stock "
+        "run also executes the lesson and takes the longest)",
+    )
+    parser.add_argument(
         "--scheduler",
         help="the Dask scheduler of the Dask rows (default local:WORKERS, a LocalCluster)",
     )
@@ -1124,6 +1309,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.submissions, args.workers, args.repeat, args.overhead_runs) < 1:
         parser.error("every count must be at least 1")
+    if args.check_runs < 0:
+        parser.error("--check-runs must be 0 or more")
     if args.no_cluster:
         args.scheduler = None
     else:
@@ -1145,7 +1332,10 @@ def command_line(args: argparse.Namespace) -> str:
         f"python {Path(__file__).resolve().relative_to(REPO)} --submissions {args.submissions} "
         f"--workers {args.workers} --repeat {args.repeat} --overhead-runs {args.overhead_runs}"
     )
+    command += f" --check-runs {args.check_runs}"
     command += f" --scheduler {args.scheduler}" if args.scheduler else " --no-cluster"
+    if args.graded_only:
+        command += " --graded-only"
     if args.growth:
         command += " --growth " + ",".join(str(size) for size in args.growth)
     return command
@@ -1154,16 +1344,16 @@ def command_line(args: argparse.Namespace) -> str:
 def measure(args: argparse.Namespace, workdir: Path) -> Results:
     every, graded = notebook_names()
     students = cohort(args.submissions)
+    kinds = [("graded", "graded notebooks only", graded), ("full", "full submission", every)]
     comparisons = [
         compare_throughput(workdir / name, label, notebooks, graded, students, args)
-        for name, label, notebooks in (
-            ("graded", "graded notebooks only", graded),
-            ("full", "full submission", every),
-        )
+        for name, label, notebooks in kinds[: 1 if args.graded_only else 2]
     ]
+    say(f"[check] autograder check of one student's graded notebooks, {args.check_runs} runs ...")
+    check = measure_check(workdir, graded, args.check_runs) if args.check_runs else None
     growth = measure_growth(workdir, args.growth, graded, args)
     overheads = measure_overhead(workdir, graded, args.overhead_runs)
-    return Results(comparisons, overheads, growth)
+    return Results(comparisons, overheads, growth, check)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -31,26 +33,26 @@ def verdicts(goals: list) -> list[tuple[float, bool]]:
 
 
 def test_throughput_goals_met_when_every_figure_is_within_its_target() -> None:
-    goals = bench.throughput_goals(stock=30.0, pool=10.0, limit=8.0, dask=10.5, cores=2)
+    goals = bench.throughput_goals(stock=45.0, pool=10.0, floor=9.0, dask=10.5, cores=2)
 
-    assert verdicts(goals) == [(3.0, True), (1.25, True), (1.05, True)]
+    assert verdicts(goals) == [(4.5, True), (round(10 / 9, 6), True), (1.05, True)]
     assert [goal.row()[-1] for goal in goals] == ["**met**"] * 3
 
 
 def test_throughput_goals_not_met_when_each_figure_misses() -> None:
-    goals = bench.throughput_goals(stock=20.0, pool=10.0, limit=5.0, dask=12.0, cores=2)
+    goals = bench.throughput_goals(stock=30.0, pool=10.0, floor=5.0, dask=12.0, cores=2)
 
-    assert verdicts(goals) == [(2.0, False), (2.0, False), (1.2, False)]
+    assert verdicts(goals) == [(3.0, False), (2.0, False), (1.2, False)]
     assert [goal.row()[-1] for goal in goals] == ["**not met**"] * 3
 
 
 def test_goal_on_its_bound_is_met_and_other_core_counts_are_noted() -> None:
-    goals = bench.throughput_goals(stock=25.0, pool=10.0, limit=10.0 / 1.3, dask=None, cores=4)
+    goals = bench.throughput_goals(stock=40.0, pool=10.0, floor=10.0 / 1.2, dask=None, cores=4)
 
     assert len(goals) == 2  # no Dask run, no Dask goal
     assert all(goal.met for goal in goals)
     assert "measured on 4 cores" in goals[0].row()[-1]
-    assert goals[0].row()[1] == "≥ 2.5x" and goals[1].row()[1] == "≤ 1.3x"
+    assert goals[0].row()[1] == "≥ 4x" and goals[1].row()[1] == "≤ 1.2x"
 
 
 def test_comparison_goals_use_the_median_of_repeated_runs() -> None:
@@ -58,11 +60,33 @@ def test_comparison_goals_use_the_median_of_repeated_runs() -> None:
     comparison = bench.Comparison("graded notebooks only", ["a", "b"], ["a", "b"], 4)
     comparison.stock = [timings(s, 0.0) for s in (29.0, 30.0, 90.0)]
     comparison.ours = [timings(s, 0.0) for s in (10.0, 12.0, 11.0)]
-    comparison.limit = [timings(s, 0.0) for s in (10.0, 11.0, 9.0)]
+    comparison.floor = [timings(s, 0.0) for s in (10.0, 11.0, 9.0)]
+    comparison.limit = [timings(s, 0.0) for s in (99.0, 99.0, 99.0)]  # not a goal any more
 
     goals = bench.comparison_goals(comparison)
 
-    assert verdicts(goals) == [(round(30 / 11, 6), True), (round(11 / 10, 6), True)]
+    assert verdicts(goals) == [(round(30 / 11, 6), False), (round(11 / 10, 6), True)]
+
+
+def test_the_goals_conditions_are_every_protection_and_every_score() -> None:
+    comparison = bench.Comparison("graded notebooks only", ["a"], ["a"], 2)
+    comparison.cells_compared = 30
+    comparison.disagreeing_cells = {bench.POOL: 0, bench.DASK: 2}
+    comparison.protected = []
+    rows = bench.condition_rows(comparison)
+    assert [row[-1] for row in rows] == ["**met**", "**met**", "**not met**"]
+    assert rows[2][2] == "2 of 30 differ"
+    comparison.protected = ["s01 / quiz: uid-only, forked"]
+    assert bench.condition_rows(comparison)[0][-1] == "**not met**"
+
+
+def test_the_check_section_says_whether_it_took_under_3_s() -> None:
+    fast = bench.CheckTiming([2.5, 2.9, 2.7], [3.1, 3.3, 3.2], 0.02, [0, 0, 0], 2)
+    slow = bench.CheckTiming([3.5, 3.2, 3.4], [3.1, 3.3, 3.2], 0.02, [0, 0, 0], 2)
+    assert "**met** (< 3 s: 2.70 s)" in "\n".join(bench.check_lines(fast))
+    assert "**not met** (< 3 s: 3.40 s)" in "\n".join(bench.check_lines(slow))
+    assert "2.70 (2.50-2.90)" in "\n".join(bench.check_lines(fast))
+    assert bench.check_lines(None) == []
 
 
 def points(grader: str, per_submission: dict[int, float]) -> list:
@@ -113,3 +137,16 @@ def test_cohort_sizes_are_sorted_and_must_be_positive_whole_numbers() -> None:
     for wrong in ("0,4", "four", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.cohort_sizes(wrong)
+
+
+def test_notebooks_below_every_protection_are_named_and_unexecuted_ones_skipped(tmp_path) -> None:
+    level = "full" if os.geteuid() == 0 else "uid-only"
+    notebooks = [
+        {"notebook": "lesson", "max_score": 0, "sandbox_level": "", "kernel_start": ""},
+        {"notebook": "quiz", "max_score": 3, "sandbox_level": level, "kernel_start": "forked"},
+        {"notebook": "ex", "max_score": 5, "sandbox_level": level, "kernel_start": "exec"},
+    ]
+    report = {"sandbox": {"level": level}, "students": [{"student": "s01", "notebooks": notebooks}]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+
+    assert bench.unprotected(tmp_path) == [f"s01 / ex: {level}, exec"]
