@@ -44,6 +44,8 @@ from autograder.course import Course
 from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.grading.staging import largest_first
 from autograder.release import release
+from autograder.sandbox.policy import SandboxUnavailable
+from autograder.sandbox.slots import acquire_slot
 from tests.examples import EXAMPLES
 
 from ..conftest import copy_course
@@ -254,11 +256,7 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     for name, process in processes.items():
         _finish(runs[name], process)
     stolen = _stolen(started)
-    leftovers = [
-        f"{p.pid} {p.info['name']} uid {p.info['uids'].real}"
-        for p in psutil.process_iter(["uids", "name"])
-        if p.info["uids"] and p.info["uids"].real in KERNEL_UIDS
-    ]
+    leftovers = _orphans_of(KERNEL_UIDS)
     # The control, last: as root with limits only, its attacks reach every course that
     # carries the marker, so the others lose theirs first (and were measured already).
     for name in "ABC":
@@ -267,6 +265,34 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     _finish(runs["E"], _start(runs["E"], "--workers", "2", "--sandbox=limits-only"))
     control = {path: text for path, text in _stolen(started).items() if path not in stolen}
     return Runs(runs, check, stolen, control, leftovers)
+
+
+def _orphans_of(uids: list[int]) -> list[str]:
+    """Processes of these uids that no run owns: a run holds a uid's machine-wide lock while a
+    kernel (or its clean-up) uses it, so a process still alive while this test holds that lock
+    was left behind. Another run grading on this machine at the same time is not counted."""
+    found = [
+        p
+        for p in psutil.process_iter(["uids", "name"])
+        if p.info["uids"] and p.info["uids"].real in uids
+    ]
+    orphans = []
+    for process in found:
+        uid = process.info["uids"].real
+        try:  # the uid's own lock, as a run takes it (slot 0 of a base uid of uid)
+            _, lock = acquire_slot(Path("/nonexistent"), 1, wanted=0, base_uid=uid)
+        except SandboxUnavailable:  # a live run's kernel: its run will clean it up
+            continue
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                orphans.append(
+                    f"{process.pid} {process.info['name']} uid {process.info['uids'].real}"
+                )
+        except psutil.NoSuchProcess:
+            pass
+        finally:
+            os.close(lock)
+    return orphans
 
 
 def _stolen(since: float) -> dict[str, str]:
