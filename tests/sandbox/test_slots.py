@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import stat
 import subprocess
 import sys
@@ -52,13 +53,14 @@ def test_a_uid_is_locked_for_the_whole_machine_whatever_the_runtime_dir(tmp_path
     hold the same uid: its lock is named by the uid, in one directory for the machine."""
     first = runtime_root(tmp_path / "a")
     second = runtime_root(tmp_path / "b")
-    slot, fd = acquire_slot(first, 4, base_uid=62000)
+    base = 3_000_000 + 8 * random.randrange(100_000)  # uids no grading run on this machine uses
+    slot, fd = acquire_slot(first, 4, base_uid=base)
     try:
-        other, fd2 = acquire_slot(second, 4, base_uid=62000)
+        other, fd2 = acquire_slot(second, 4, base_uid=base)
         os.close(fd2)
         assert other != slot
-        shifted, fd3 = acquire_slot(second, 4, base_uid=62000 + slot)  # same uid, other base
+        shifted, fd3 = acquire_slot(second, 4, base_uid=base + slot)  # same uid, other base
         os.close(fd3)
-        assert 62000 + slot + shifted != 62000 + slot
+        assert base + slot + shifted != base + slot
     finally:
         os.close(fd)
