@@ -7,13 +7,33 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autograder import defaults, limits
-from autograder.course import find_course_root
+from autograder.course import choose_assignment, find_course_root
 
 Commands = argparse._SubParsersAction  # the `autograder COMMAND` subparsers
 
 
 def course_root(args: argparse.Namespace) -> Path:
     return args.course_dir.resolve() if args.course_dir else find_course_root()
+
+
+def add_assignment(parser: argparse.ArgumentParser) -> None:
+    """The assignment, as nbgrader takes it: ``autograder grade numpy_memory`` or
+    ``--assignment numpy_memory``; default: the course's only one."""
+    parser.add_argument(
+        "assignment_name",
+        nargs="?",
+        metavar="ASSIGNMENT",
+        help="the assignment (default: the course's only one; name it when there are several)",
+    )
+    parser.add_argument("--assignment", help="the assignment, as an option (as nbgrader's)")
+
+
+def assignment(args: argparse.Namespace) -> str:
+    """The assignment the command works on (see :func:`add_assignment`)."""
+    named = {name for name in (args.assignment_name, args.assignment) if name}
+    if len(named) > 1:
+        raise ValueError(f"Two assignments named: {' and '.join(sorted(named))}: give one.")
+    return choose_assignment(course_root(args), named.pop() if named else None)
 
 
 def byte_size(text: str) -> int:

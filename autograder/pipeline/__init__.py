@@ -1,11 +1,13 @@
-"""nbgrader's autograde pipeline with this course's steps, one per module, in order.
+"""nbgrader's release and autograde pipelines with this course's steps, in order.
 
-``nbgrader_config.py`` installs these lists, so plain ``nbgrader autograde`` and
-``autograder grade`` run the same steps. nbgrader runs the sanitizing steps, writes the
-notebook, reads it back and runs the autograding steps, one notebook at a time.
+``nbgrader_config.py`` installs these lists, so plain ``nbgrader generate_assignment`` and
+``nbgrader autograde`` run the same steps as ``autograder release`` and ``autograder grade``.
+nbgrader runs the sanitizing steps, writes the notebook, reads it back and runs the
+autograding steps, one notebook at a time.
 """
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     ClearOutput,
@@ -17,10 +19,16 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
+from autograder.exercises import StampRelease
 from autograder.pipeline.check_cell_metadata import CheckCellMetadataFast
 from autograder.pipeline.flag_in_gradebook import FlagInGradebook
 from autograder.pipeline.inspect_submission import InspectSubmission
 from autograder.pipeline.protected_execute import ProtectedExecute
+
+RELEASE_STEPS = [
+    *GenerateAssignment.class_traits()["preprocessors"].default(),  # nbgrader's own, in order
+    StampRelease,  # last: reads the notebook as students get it (no solution, no hidden test)
+]
 
 SANITIZE_STEPS = [
     InspectSubmission,  # first: record edits to locked cells before OverwriteCells undoes them
@@ -44,8 +52,10 @@ AUTOGRADE_STEPS = [
 
 __all__ = [
     "AUTOGRADE_STEPS",
+    "RELEASE_STEPS",
     "SANITIZE_STEPS",
     "FlagInGradebook",
     "InspectSubmission",
     "ProtectedExecute",
+    "StampRelease",
 ]
