@@ -4,11 +4,11 @@ Nothing in the package lists an assignment's exercises. The instructor writes th
 notebooks, the nbgrader way, and every command reads them from there:
 
 - **an exercise** is the test cells whose ``grade_id`` starts with the same key, the part
-  before the first ``_`` (``ex2_values_test`` and ``ex2_freed_test`` are exercise ``ex2``;
-  ``q3_test`` is ``q3``), in notebook order;
-- **its title** is the first markdown heading among its own cells (``ex2_intro``: ``## Exercise
-  2: keep a small piece, free the large array (3 points)``), else the nearest heading above
-  its first cell, else its key; a trailing ``(3 points)`` is left out;
+  before the first ``_`` (``ex9_values_test`` and ``ex9_freed_test`` are exercise ``ex9``;
+  ``q12_test`` is ``q12``), in notebook order;
+- **its title** is the first markdown heading among its own cells (``ex9_intro``: ``## Exercise
+  9: free a sorted copy (3 points)``), else the nearest heading above its first cell, else its
+  key; a trailing ``(3 points)`` is left out;
 - **its points** are its test cells' nbgrader ``points``;
 - **what its hidden tests also check** is the instructor's sentence in each test cell's visible
   part, a comment the release keeps: ``# Hidden tests also check that ...`` (it may go on over
@@ -50,14 +50,14 @@ class Exercise:
     """One exercise (or quiz question) of a notebook, as its cells say."""
 
     key: str  # the grade_id prefix of its cells: "ex1", "q3"
-    title: str  # its heading: "Exercise 1: allocate, measure and free the lesson's array"
+    title: str  # its heading: "Exercise 9: free a sorted copy"
     tests: tuple[str, ...]  # grade_ids of its test cells, in notebook order
     points: float
     hidden: str = ""  # what the hidden tests check beyond the visible ones, in words
 
     @property
     def short_title(self) -> str:
-        """'Exercise 1' of 'Exercise 1: allocate ...' (the whole title when it has no colon)."""
+        """'Exercise 9' of 'Exercise 9: free ...' (the whole title when it has no colon)."""
         return self.title.split(":", 1)[0].strip()
 
     def to_json(self) -> dict[str, Any]:
@@ -75,7 +75,7 @@ class Exercise:
 
 
 def exercise_of(test: str) -> str:
-    """The exercise a cell belongs to, from its grade_id: ``ex2_freed_test`` -> ``ex2``."""
+    """The exercise a cell belongs to, from its grade_id: ``ex9_freed_test`` -> ``ex9``."""
     return test.split("_", 1)[0]
 
 

@@ -15,7 +15,7 @@ from autograder.cli.arguments import (
     course_root,
     positive,
 )
-from autograder.course import Course
+from autograder.course import Course, assignments
 
 
 def _container(args: argparse.Namespace, default: Any) -> Any:
@@ -122,7 +122,7 @@ def _lms(args: argparse.Namespace) -> int:
     from autograder.platforms.grades import Policy
     from autograder.platforms.lms import export_canvas, export_moodle
 
-    course = Course(course_root(args), assignment=assignment(args))
+    course = Course(course_root(args), assignment=_lms_assignment(args))
     common = {
         "gradebook": args.gradebook or course.gradebook,
         "to": args.to,
@@ -142,6 +142,22 @@ def _lms(args: argparse.Namespace) -> int:
         )
     print(outcome.summary())
     return outcome.exit_code
+
+
+def _lms_assignment(args: argparse.Namespace) -> str:
+    """The assignment to export: named, else the course's only one, else (a course folder
+    without source/) the gradebook's only one."""
+    from nbgrader.api import Gradebook
+
+    from autograder.platforms.lms import gradebook_assignment
+
+    if args.assignment_name or args.assignment or assignments(course_root(args)):
+        return assignment(args)
+    gradebook = args.gradebook or course_root(args) / "gradebook.db"
+    if not gradebook.is_file():
+        raise FileNotFoundError(f"No gradebook at {gradebook}: grade first, or pass --gradebook.")
+    with Gradebook(f"sqlite:///{gradebook.resolve()}") as opened:
+        return gradebook_assignment(opened, None)
 
 
 def _add_lms(commands: Commands) -> None:

@@ -95,6 +95,20 @@ def export_moodle(
     )
 
 
+def gradebook_assignment(gradebook: Gradebook, given: str | None) -> str:
+    """``given``, or the gradebook's only assignment; ValueError naming them when it has
+    several (the export has one grade column)."""
+    if given:
+        return given
+    names = sorted(a.name for a in gradebook.assignments)
+    if len(names) == 1:
+        return names[0]
+    raise ValueError(
+        f"The gradebook has {len(names)} assignments ({', '.join(names) or 'none'}): name one "
+        "(`autograder lms canvas NAME`, or nbgrader export's --assignment NAME)."
+    )
+
+
 class _PlatformExport(ExportPlugin):
     """What both platform exporters share: the report, the title, the cell policy."""
 
@@ -123,16 +137,9 @@ class _PlatformExport(ExportPlugin):
     def _options(self, gradebook: Gradebook) -> tuple[Grades, Path, Policy]:
         if len(self.assignment) > 1:
             raise ValueError("export one assignment at a time: the file has one grade column")
-        names = sorted(a.name for a in gradebook.assignments)
-        if self.assignment:
-            assignment = self.assignment[0]
-        elif len(names) == 1:
-            assignment = names[0]
-        else:
-            raise ValueError(
-                f"the gradebook has {len(names)} assignments ({', '.join(names) or 'none'}): "
-                "name one with --assignment"
-            )
+        assignment = gradebook_assignment(
+            gradebook, self.assignment[0] if self.assignment else None
+        )
         root = Path(getattr(getattr(self.parent, "coursedir", None), "root", "."))
         report_dir = root / self.report_dir
         if self.report_dir == defaults.REPORT_DIR:  # the default: the assignment's own folder

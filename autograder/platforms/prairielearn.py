@@ -287,8 +287,8 @@ def run_prairielearn(root: Path = DEFAULT_ROOT, *, material: Path | None = None)
     instructor's log goes to stdout. Returns 0 once the results file is written (grader-host
     reads it only then), 1 when it could not be written."""
     started = time.monotonic()
-    material = material or _only_material(root)
     try:
+        material = material or _only_material(root)
         settings = read_settings(material)
         privacy = f"{lock_job_directory(root)}; {hide_material(material)}"
         data = _read_data(root)

@@ -9,6 +9,7 @@ from typing import Any
 
 from autograder.course import Course
 from autograder.grading.workers import grade_in_pool
+from tests.conftest import ASSIGNMENT
 
 
 def die_for_some(root: str, assignment: str, student: str, overrides: dict[str, Any]) -> str:
@@ -28,7 +29,12 @@ def test_a_dead_worker_costs_only_its_student_who_is_graded_again(tmp_path):
     students = ["dies-once", "a", "b", "dies-always", "c", "d", "e"]
     done: dict[str, str] = {}
     grade_in_pool(
-        Course(tmp_path), students, 2, {}, lambda s, log: done.setdefault(s, log), die_for_some
+        Course(tmp_path, assignment=ASSIGNMENT),
+        students,
+        2,
+        {},
+        lambda s, log: done.setdefault(s, log),
+        die_for_some,
     )
     assert sorted(done) == sorted(students)  # each student recorded once
     for student in ["a", "b", "c", "d", "e", "dies-once"]:
@@ -40,7 +46,14 @@ def test_a_dead_worker_costs_only_its_student_who_is_graded_again(tmp_path):
 
 def test_a_task_that_raises_is_that_students_log(tmp_path):
     done: dict[str, str] = {}
-    grade_in_pool(Course(tmp_path), ["x", "y"], 2, {}, lambda s, log: done.update({s: log}), _raise)
+    grade_in_pool(
+        Course(tmp_path, assignment=ASSIGNMENT),
+        ["x", "y"],
+        2,
+        {},
+        lambda s, log: done.update({s: log}),
+        _raise,
+    )
     assert done == {"x": "ValueError: no gradebook for x", "y": "ValueError: no gradebook for y"}
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.course import ASSIGNMENT, Course
+from autograder.course import Course
 from autograder.release import release
 
-from ..conftest import REPO, copy_course
+from ..conftest import ASSIGNMENT, REPO, copy_course
 
 SOURCE = REPO / "source" / ASSIGNMENT
 RELEASE = REPO / "release" / ASSIGNMENT

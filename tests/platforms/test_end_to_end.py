@@ -422,7 +422,7 @@ def test_every_copy_of_the_course_is_locked_from_the_kernels_uid(prairielearn_ru
     modes = {p.name: p.stat().st_mode & 0o777 for p in root.iterdir()}
     assert {modes[n] for n in ("serverFilesCourse", "shared", "tests")} == {0o700}
     assert modes["student"] & 0o005 and modes["data"] & 0o005
-    source = f"{prairielearn.GRADER_DIR}/course/source/numpy_memory/02_quiz_what_del_frees.ipynb"
+    source = "numpy_memory_grader/course/source/numpy_memory/02_quiz_what_del_frees.ipynb"
     for copy in ("serverFilesCourse", "shared"):
         read = subprocess.run(
             ["setpriv", f"--reuid={KERNEL_UID}", f"--regid={KERNEL_UID}", "--clear-groups",
