@@ -84,6 +84,18 @@ def _recorded_cells(cells: list[NotebookNode]) -> dict[str, set[str]]:
     return found
 
 
+def _source_cells(course: Course) -> list[tuple[Path, list[NotebookNode] | None]]:
+    """Each source notebook's cells; None for one that cannot be read (nbgrader itself says
+    what is wrong with it, and fails: the release is then put back)."""
+    found: list[tuple[Path, list[NotebookNode] | None]] = []
+    for path in sorted(course.source.glob("*.ipynb")):
+        try:
+            found.append((path, read_notebook(path).cells))
+        except Exception:  # nbformat's many reader errors
+            found.append((path, None))
+    return found
+
+
 def changes_since_recorded(course: Course) -> Changes:
     """What differs between ``source/<assignment>/`` and the assignment in the gradebook."""
     changes = Changes()
@@ -105,8 +117,8 @@ def changes_since_recorded(course: Course) -> Changes:
             for notebook in assignment.notebooks
         }
     source = {
-        path.stem: _recorded_cells(read_notebook(path).cells)
-        for path in sorted(course.source.glob("*.ipynb"))
+        path.stem: recorded.get(path.stem, {}) if cells is None else _recorded_cells(cells)
+        for path, cells in _source_cells(course)
     }
     changes.notebooks_added = sorted(set(source) - set(recorded))
     changes.notebooks_removed = sorted(set(recorded) - set(source))
@@ -176,9 +188,10 @@ def release(
     if not course.source.is_dir():
         raise FileNotFoundError(f"No assignment source at {course.source}.")
     say = warn or (lambda line: None)
-    for path in sorted(course.source.glob("*.ipynb")):
-        for problem in authoring_problems(read_notebook(path), path.stem):
-            say(problem)
+    for path, cells in _source_cells(course):
+        if cells is not None:
+            for problem in authoring_problems(read_notebook(path), path.stem):
+                say(problem)
     changes = changes_since_recorded(course)
     if changes.refused:
         if not force:

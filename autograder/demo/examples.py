@@ -7,15 +7,15 @@ means every example follows the source when the assignment changes, and a
 reader sees at a glance what the student did wrong::
 
     description = "Keeps a slice: the view holds the whole array alive."
-    notebooks = ["04_exercises_free_and_budget_memory"]
+    notebooks = ["01_exercise_free_a_sorted_copy"]
 
     [cells]
-    ex2_keep_and_free = '''
+    ex9_sort = '''
     <the student's cell, as they wrote it>
     '''
 
     [expected]      # grade_id = score; every other graded cell scores full marks
-    ex2_freed_test = 0
+    ex9_freed_test = 0
 
 A hostile example adds the status and integrity flags it must get::
 
@@ -30,7 +30,7 @@ What the class view (``autograder.grading.class_view``) must count it under, per
 loses points in (``"*"``: every one), as the instructor's class page words it::
 
     [class_view]
-    ex2 = ["a view"]
+    ex9 = ["a view"]
 
 A broken one adds files written as they are (a corrupt notebook, a stray
 script), and the status and reason those files must get::
