@@ -29,6 +29,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(
         course_root(args),
+        assignment=assignment(args),
         examples_dir=args.examples,
         workspace=args.workspace,
         workers=args.workers,
@@ -339,6 +340,7 @@ def _add_release_commands(commands: Commands) -> None:
         "demo",
         help="release the assignment and grade the example submissions in tests/examples/ (the default)",
     )
+    add_assignment(demo)
     demo.add_argument(
         "--examples",
         type=Path,

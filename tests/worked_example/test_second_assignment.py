@@ -335,3 +335,24 @@ def test_canvas_and_moodle_files_of_the_second_assignment(flow, tmp_path):
     with (tmp_path / "m.csv").open() as file:
         moodle = {row[0]: row[1] for row in list(csv.reader(file))[1:]}
     assert float(moodle[ONLY_WEEK_1]) == 0 and float(moodle["passes-all"]) == 3
+
+
+def test_the_main_job_checks_the_examples_of_the_second_assignment(flow, tmp_path):
+    """The guide's last step: `autograder demo ASSIGNMENT --examples DIR` grades the new
+    assignment's examples against their golden results (exit 0 when every one holds)."""
+    done = autograder(
+        flow.root,
+        "demo",
+        SECOND,
+        "--examples",
+        str(HERE / "examples"),
+        "--workspace",
+        str(tmp_path / "demo"),
+        "--workers",
+        "2",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert set(EXAMPLES) <= set(rows)
+    assert all(rows[name].rstrip().endswith("ok") for name in EXAMPLES)
+    assert rows["fails-ex1-keeps-a-view"].split()[1:3] == ["1", "1/3"]
