@@ -24,8 +24,14 @@ STUDENT_TIMEOUT = 1200
 INTERRUPT_GRACE = 10.0
 # Seconds the kernel has to answer the grader's integrity probe (a few ms when it is idle).
 PROBE_TIMEOUT = 10.0
+# Seconds a kernel has to start and answer its first request, counted in the notebook's time.
+# About 1.5 s on an idle machine, under 10 s on a loaded one; past this limit something is
+# wrong with the machine (not the notebook, which has not run yet): the kernel is killed and
+# the notebook is graded again by the next run.
+KERNEL_STARTUP_TIMEOUT = 60
 # The kernel's CPU rlimit is derived, never set: the notebook limit plus the grace plus this
-# margin, so that a long notebook ends as "timed out", not as "kernel died".
+# margin, times the machine's cores (threads can use them all at once), so that a long
+# notebook ends as "timed out", not as "kernel died".
 CPU_MARGIN = 30
 # The largest CPU rlimit the sandbox sets: a limit beyond a day is a typo, not a plan.
 MAX_CPU_SECONDS = 24 * 3600

@@ -15,9 +15,15 @@ a C call that never looks) is killed with everything it started. So one student 
 worker for at most :meth:`TimeLimits.student_worst_case`, and a whole run lasts at most
 :meth:`TimeLimits.run_worst_case`, both known before the run starts.
 
+A kernel's start-up is bounded too (``startup``: ``ProtectedExecute.startup_timeout``), and
+counted in the notebook's time: a kernel that has not answered its first request by then
+is killed, and the notebook is not graded in this run.
+
 The kernel's CPU rlimit (``autograder.sandbox``) is a last line behind these, derived
-from the notebook limit with a margin (:attr:`TimeLimits.cpu_seconds`): a single-threaded
-kernel cannot use more CPU time than wall time, so it never fires first.
+from the notebook limit with a margin, times the machine's cores
+(:attr:`TimeLimits.cpu_seconds`): a kernel cannot use more CPU time than wall time on
+each core at once, whatever threads it runs (NumPy's BLAS is pinned to one thread, but a
+student's threads doing NumPy work that releases the GIL are not), so it never fires first.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from autograder.defaults import (
     CELL_TIMEOUT,
     CPU_MARGIN,
     INTERRUPT_GRACE,
+    KERNEL_STARTUP_TIMEOUT,
     MAX_CPU_SECONDS,
     NOTEBOOK_OVERHEAD,
     NOTEBOOK_TIMEOUT,
@@ -50,6 +57,12 @@ def cpu_ceiling() -> int:
         return MAX_CPU_SECONDS
     hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
     return MAX_CPU_SECONDS if hard == resource.RLIM_INFINITY else min(MAX_CPU_SECONDS, hard)
+
+
+def cores() -> int:
+    """How many threads of one kernel can run at once here: the machine's CPUs (a process
+    may widen its own CPU affinity, so the affinity it starts with is no bound)."""
+    return os.cpu_count() or 1
 
 
 def _number(value: float) -> str:
@@ -81,6 +94,7 @@ class TimeLimits:
     notebook: float = NOTEBOOK_TIMEOUT
     student: float = STUDENT_TIMEOUT
     interrupt_grace: float = INTERRUPT_GRACE
+    startup: float = KERNEL_STARTUP_TIMEOUT  # a kernel's start-up, within the notebook's time
 
     def __post_init__(self) -> None:
         grace = check_seconds("interrupt grace", self.interrupt_grace, 300)
@@ -88,11 +102,15 @@ class TimeLimits:
         for name in ("cell", "notebook"):
             check_seconds(f"{name} limit", getattr(self, name), longest)
         check_seconds("student limit", self.student, MAX_CPU_SECONDS)
+        check_seconds("kernel start-up limit", self.startup, longest)
 
     @property
     def cpu_seconds(self) -> int:
-        """The kernel's CPU rlimit: past anything the wall-clock limits let a kernel use."""
-        return math.ceil(self.notebook + self.interrupt_grace + CPU_MARGIN)
+        """The kernel's CPU rlimit: past anything the wall-clock limits let a kernel use with
+        every core busy. Capped below this process's own hard limit (a kernel cannot be given
+        more); the check above keeps even the cap past what one thread can use."""
+        wall = self.notebook + self.interrupt_grace + CPU_MARGIN
+        return min(math.ceil(wall * cores()), cpu_ceiling() - 1)
 
     def student_worst_case(self, notebooks: int) -> float:
         """The longest one student with ``notebooks`` notebooks can hold a worker.
@@ -119,6 +137,7 @@ class TimeLimits:
             "notebook": self.notebook,
             "student": self.student,
             "interrupt_grace": self.interrupt_grace,
+            "startup": self.startup,
             "cpu_rlimit": self.cpu_seconds,
         }
 

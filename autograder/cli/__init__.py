@@ -49,3 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, NbgraderError, GradingError, HubError, ValueError) as error:
         print(f"autograder: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # `grade` says more (autograder.grading.stopping)
+        print("\nautograder: stopped (Ctrl-C).", file=sys.stderr)
+        return 130

@@ -198,6 +198,7 @@ EXIT_SANDBOX = 3
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from autograder.grading import stopping
     from autograder.grading.report import not_graded_summary, summary_table
     from autograder.grading.run import grade
 
@@ -205,21 +206,26 @@ def _grade(args: argparse.Namespace) -> int:
     warning = _unprotected()
     if warning is not None:  # before anything runs: the instructor decides whether to go on
         print(warning, flush=True)
-    run = grade(
-        course,
-        workers=args.workers,
-        force=args.force,
-        students=args.student,
-        report_dir=args.report,
-        memory_bytes=args.memory_limit,
-        cell_timeout=args.cell_timeout,
-        notebook_timeout=args.notebook_timeout,
-        student_timeout=args.student_timeout,
-        progress=not args.quiet,
-        announce=lambda line: print(line, flush=True),
-        scheduler=args.scheduler,
-        sandbox=args.sandbox,
-    )
+    try:
+        with stopping.signals_stop_the_run():
+            run = grade(
+                course,
+                workers=args.workers,
+                force=args.force,
+                students=args.student,
+                report_dir=args.report,
+                memory_bytes=args.memory_limit,
+                cell_timeout=args.cell_timeout,
+                notebook_timeout=args.notebook_timeout,
+                student_timeout=args.student_timeout,
+                progress=not args.quiet,
+                announce=lambda line: print(line, flush=True),
+                scheduler=args.scheduler,
+                sandbox=args.sandbox,
+            )
+    except stopping.RunStopped as stop:  # Ctrl-C, SIGTERM: cleaned up; say what is kept
+        print(f"\n{stop.summary()}", file=sys.stderr, flush=True)
+        return stop.exit_code
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
     print(

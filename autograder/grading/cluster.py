@@ -21,7 +21,11 @@ local pool's, with the workers elsewhere:
   for :data:`NO_WORKER_PATIENCE`, or when no student comes back for one student's worst
   case (the run's limits) plus :data:`STARTUP_MARGIN` (workers that stopped answering),
   every student not yet recorded gets a ClusterError and the run ends with its report;
-  the next run grades only them.
+  the next run grades only them;
+* when the run is stopped (Ctrl-C, SIGTERM: :mod:`autograder.grading.stopping`), every
+  worker kills the kernels of this run's students (:func:`stop_run`) and their tasks are
+  cancelled; a LocalCluster is then closed, and what of it is left after ``STOP_SECONDS``
+  is killed. Its workers leave SIGINT to the instructor's process, as the local pool's do.
 
 Nanny workers are daemonic processes by default; student kernels are started with
 ``subprocess`` (allowed there), but a LocalCluster started here sets
@@ -36,7 +40,9 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,7 +54,9 @@ from distributed import Client, Future, KilledWorker, LocalCluster, as_completed
 from distributed.client import FutureCancelledError
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from autograder import running
 from autograder.course import Course
+from autograder.grading import stopping
 from autograder.grading.run import GradingError
 from autograder.grading.staging import largest_first
 from autograder.grading.task import (
@@ -111,18 +119,32 @@ def connect(scheduler: str) -> Iterator[Client]:
     """A client of ``scheduler``, or of a LocalCluster this process starts and stops."""
     workers = local_workers(scheduler)
     if workers is not None:
-        with (
-            dask.config.set(LOCAL_WORKER_CONFIG),
-            LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
+        before = stopping.children()
+        try:
+            with dask.config.set(LOCAL_WORKER_CONFIG):
+                cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                )
+        except KeyboardInterrupt:  # stopped as it started: kill the workers it started
+            stopping.Processes(stopping.children() - before).kill()
+            raise
+        stopped = False
+        try:
+            with Client(cluster) as client:
+                yield client
+        except KeyboardInterrupt:  # stopped: close it, and kill what did not close in time
+            stopped = True
+            processes = stopping.Processes(w.pid for w in cluster.workers.values() if w.pid)
+            _bounded(cluster.close, stopping.STOP_SECONDS)
+            processes.kill()
+            raise
+        finally:
+            if not stopped:
+                cluster.close()
         return
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT)
@@ -162,6 +184,14 @@ def _close(client: Client) -> None:
         log.setLevel(level)
 
 
+def _bounded(call: Callable[[], object], seconds: float) -> None:
+    """``call()``, given at most ``seconds``: a stopping run waits no longer for the cluster
+    (a scheduler that stopped answering would hold it)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(seconds)
+
+
 def worker_threads(client: Client) -> int:
     return max(1, sum(client.nthreads().values()))
 
@@ -186,13 +216,19 @@ def _has_dashboard(client: Client) -> bool:
 class CourseOnWorker(WorkerPlugin):
     """Per-worker set-up, once per run: the course material and the version check."""
 
-    def __init__(self, bundle: CourseBundle) -> None:
+    def __init__(self, bundle: CourseBundle, local: bool = False) -> None:
         self.bundle = bundle
+        self.local = local  # a LocalCluster's worker: SIGINT is the instructor's process's
         self.name = f"autograder-course-{bundle.digest}"
         self.course_dir: Path | None = None
         self.problem = ""  # why this worker cannot grade, for every student sent to it
 
     def setup(self, worker: Any) -> None:
+        if self.local and threading.current_thread() is threading.main_thread():
+            # In the instructor's process group, a terminal's Ctrl-C reaches this worker too;
+            # the run's process stops its students (stop_run). A worker someone started with
+            # `dask worker` keeps its own Ctrl-C.
+            signal.signal(signal.SIGINT, stopping.ignore_interrupt)
         identity = package_identity()
         if identity != self.bundle.identity:
             self.problem = (
@@ -257,7 +293,13 @@ def grade_on_worker(task: StudentTask, plugin_name: str) -> StudentResult:
     if plugin.course_dir is None:
         raise ClusterError(f"the course was not set up on worker {worker.address}")
     hidden = [str(plugin.course_dir), str(worker.local_directory)]
-    return grade_task(task, plugin.course_dir, hidden, worker=worker.address)
+    with running.grading(task.run):
+        return grade_task(task, plugin.course_dir, hidden, worker=worker.address)
+
+
+def stop_run(run: str) -> int:
+    """On a worker (``Client.run``): stop the gradings of ``run``; how many kernels were killed."""
+    return running.stop(run)
 
 
 def _failure_log(error: BaseException) -> str:
@@ -279,7 +321,7 @@ def _failure_log(error: BaseException) -> str:
 
 
 def _set_up_course(client: Client, course: Course) -> CourseOnWorker:
-    plugin = CourseOnWorker(CourseBundle.of(course))
+    plugin = CourseOnWorker(CourseBundle.of(course), local=isinstance(client.cluster, LocalCluster))
     try:
         client.register_plugin(plugin)
     except Exception as error:
@@ -311,7 +353,9 @@ class _Work:
         }
         self.waiting = largest_first(self.sizes)
         self.running: dict[str, str] = {}  # future key -> student
+        self.futures: dict[str, Future] = {}  # future key -> its future, while it runs
         self.queue = as_completed()
+        self.run = uuid.uuid4().hex  # what the workers know this run's tasks by
 
     def submit_more(self) -> None:
         """Keep every worker thread busy and a few tasks ahead of them, no more."""
@@ -325,7 +369,7 @@ class _Work:
                 return
             student = self.waiting.pop(0)
             files = staged_files(self.folders[student])
-            task = StudentTask(student, self.course.assignment, files, self.portable)
+            task = StudentTask(student, self.course.assignment, files, self.portable, self.run)
             future = self.client.submit(
                 grade_on_worker,
                 task,
@@ -336,10 +380,25 @@ class _Work:
                 priority=self.sizes[student],
             )
             self.running[str(future.key)] = student
+            self.futures[str(future.key)] = future
             self.queue.add(future)
 
     def unrecorded(self) -> list[str]:
         return sorted([*self.running.values(), *self.waiting])
+
+    def stop(self) -> None:
+        """The run stops: no task of it starts, and the workers kill its students' kernels
+        (within STOP_SECONDS: a cluster that stopped answering is not waited for)."""
+
+        def stop_on_the_cluster() -> None:
+            with contextlib.suppress(
+                Exception
+            ):  # a worker that cannot be reached is not waited for
+                self.client.run(stop_run, self.run, on_error="ignore")
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(self.futures.values()))
+
+        _bounded(stop_on_the_cluster, stopping.STOP_SECONDS)
 
 
 class _ClusterGone(Exception):
@@ -448,6 +507,7 @@ def grade_on_cluster(
             future = _next_done(client, work.queue, address, patience)
             received = _receive(client, future, address)
             student = work.running.pop(str(future.key))
+            work.futures.pop(str(future.key), None)
             if isinstance(received, str):
                 on_done(student, received, False)
             else:
@@ -460,3 +520,6 @@ def grade_on_cluster(
     except _ClusterGone as gone:
         for student in work.unrecorded():
             on_done(student, gone.log, False)
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM: nothing more is recorded
+        work.stop()
+        raise

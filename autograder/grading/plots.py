@@ -8,6 +8,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from autograder.grading import stopping
 from autograder.records import NotebookReport, StudentReport
 
 CREATED_STYLE = {"marker": "^", "color": "tab:green", "label": "array created (checks.track)"}
@@ -95,8 +96,10 @@ def plot_memory(student: StudentReport, folder: Path) -> Path | None:
     figure.suptitle(f"{student.student}: memory after each cell", fontsize=10)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{student.student}.png"
-    figure.savefig(path, dpi=80)
+    partial = path.with_name(f".{path.name}.partial")
+    figure.savefig(partial, dpi=80, format="png")
     plt.close(figure)
+    partial.replace(path)  # whole or absent, even if the drawer is stopped mid-write
     return path
 
 
@@ -116,8 +119,18 @@ class PlotsInBackground:
         if not any(n.memory_after_each_cell for n in student.notebooks):
             return
         if self._pool is None:  # started on the first plot: a run with none never pays for it
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        self._pending.append(self._pool.submit(plot_memory, student, self.folder))
+            self._pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=stopping.leave_interrupts_to_the_run,  # a Ctrl-C is the run's
+            )
+        with stopping.signals_held():  # the process is spawned here
+            self._pending.append(self._pool.submit(plot_memory, student, self.folder))
+
+    def draw_if_missing(self, student: StudentReport) -> None:
+        """A student kept from an earlier run: their plot, unless that run drew it."""
+        if not (self.folder / f"{student.student}.png").is_file():
+            self.draw(student)
 
     def close(self) -> None:
         if self._pool is None:
@@ -133,7 +146,10 @@ class PlotsInBackground:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is not None and self._pool is not None:  # stopped: do not wait for plots
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        if exc[0] is not None and self._pool is not None:  # stopped: no waiting for plots
+            pool, self._pool = self._pool, None
+            drawer = list(pool._processes.values())  # (the pool's own record of its process)
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in drawer:  # a plot not drawn is drawn by the next run (draw_if_missing)
+                process.kill()  # (SIGTERM waits while it starts up with signals held)
         self.close()

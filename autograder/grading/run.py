@@ -21,7 +21,11 @@ grades nothing (:class:`SandboxRefused`).
 
 Every cell, notebook and student has a time limit (``autograder.limits``), enforced
 from outside the kernel, so the longest the run can take is known before it starts:
-``grade`` announces it, and the progress bar shows what is left of it.
+``grade`` announces it; the progress bar then forecasts the time left from the run's pace.
+
+Ctrl-C or SIGTERM stops the run cleanly (``autograder.grading.stopping``): the students
+being graded stop and are not recorded, the rest keep their results, and the same command
+grades only what was not recorded.
 
 Only this process reads the gradebook for the report; workers write grades
 through nbgrader, one student at a time each, retrying if SQLite is busy.
@@ -43,6 +47,7 @@ from nbgrader.api import Gradebook, MissingEntry
 
 from autograder.course import Course
 from autograder.exercises import course_exercises
+from autograder.grading import stopping
 from autograder.grading.plots import PlotsInBackground
 from autograder.grading.report import (
     GradingRun,
@@ -86,6 +91,7 @@ def grade(
     notebook_timeout: float | None = None,
     student_timeout: float | None = None,
     interrupt_grace: float | None = None,
+    startup_timeout: float | None = None,
     progress: bool = True,
     plots: bool = True,
     announce: Callable[[str], None] | None = None,
@@ -104,28 +110,39 @@ def grade(
     one of :data:`autograder.sandbox.capabilities.CHOICES` (default: the course's
     configuration, which defaults to "auto": all the machine allows); the line saying what
     the kernels get is announced too. Raises :class:`SandboxRefused` when it cannot be had.
+
+    A KeyboardInterrupt (Ctrl-C) or :class:`autograder.grading.stopping.RunStopped` stops
+    the run cleanly; it then raises RunStopped, which says what was recorded.
     """
-    with contextlib.ExitStack() as stack:
-        client = _connect(scheduler, stack, announce) if scheduler else None
-        return _grade(
-            course,
-            client,
-            workers=workers,
-            force=force,
-            students=students,
-            report_dir=report_dir,
-            memory_bytes=memory_bytes,
-            timing={
-                "timeout": cell_timeout,
-                "notebook_timeout": notebook_timeout,
-                "student_timeout": student_timeout,
-                "interrupt_grace": interrupt_grace,
-            },
-            progress=progress,
-            plots=plots,
-            announce=announce,
-            sandbox=sandbox,
-        )
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            client = _connect(scheduler, stack, announce) if scheduler else None
+            return _grade(
+                course,
+                client,
+                workers=workers,
+                force=force,
+                students=students,
+                report_dir=report_dir,
+                memory_bytes=memory_bytes,
+                timing={
+                    "timeout": cell_timeout,
+                    "notebook_timeout": notebook_timeout,
+                    "student_timeout": student_timeout,
+                    "interrupt_grace": interrupt_grace,
+                    "startup_timeout": startup_timeout,
+                },
+                progress=progress,
+                plots=plots,
+                announce=announce,
+                sandbox=sandbox,
+            )
+    except KeyboardInterrupt as interrupt:
+        stop = stopping.stopped(interrupt)
+        stop.force, stop.seconds = force, time.monotonic() - started
+        stop.left = stopping.survivors()
+        raise stop from None
 
 
 def _connect(
@@ -184,50 +201,69 @@ def _grade(
         announce(line)
     run = GradingRun(report_dir, limits=time_limits, sandbox={**protection.to_json(), "line": line})
     names, run.missing = _students(course, students)
-    staged, todo = _stage_all(course, run, notebooks, names, force)
-    if client is not None:
-        from autograder.grading.cluster import worker_threads
-
-        workers = worker_threads(client)
-    workers = max(1, workers or os.cpu_count() or 1)
-    graded_notebooks = sum(1 for points in notebooks.values() if points > 0)
-    run.worst_case_seconds = time_limits.run_worst_case(len(todo), workers, graded_notebooks)
-    if announce is not None:
-        announce(_worst_case_line(time_limits, len(todo), workers, graded_notebooks))
-    per_student = time_limits.student_worst_case(graded_notebooks)
-    bar = _Progress(len(todo), workers, per_student, run) if progress else None
-
+    recorded: list[str] = []  # students this run graded and saved
+    bar: _Progress | None = None
     drawer = PlotsInBackground(report_dir / "memory")
 
     def finish(student: str, log: str, final: bool = True) -> None:
         report = student_report(course, run, staged[student], notebooks, log)
-        if any(n.status == NOT_GRADED for n in report.notebooks):
-            final = False  # their sandbox failed: the next run grades them again
-        if final:  # not when the cluster failed the student: the next run grades them again
+        # Not final when the grader, not the student, failed (a cluster that went away, a
+        # kernel that did not start, a sandbox that could not be applied): the next run
+        # grades them again.
+        if any(n.status == NOT_GRADED or n.ended_by == "startup" for n in report.notebooks):
+            final = False
+        if final:
             save_student(run, report)  # now, so that a stopped run resumes after this student
+            recorded.append(student)
         run.students.append(report)
         if plots:
             drawer.draw(report)
         if bar is not None:
-            bar.update(1)
+            bar.update(graded=bool(staged[student].staged))
 
-    with drawer:
-        # Students with nothing to grade still get a record; the rest go to the workers.
-        for student in todo:
-            if not staged[student].staged:
-                _record_empty_submission(course, student)
-                finish(student, "")
-        to_grade = largest_first({s: staged[s].size for s in todo if staged[s].staged})
-        for student in to_grade:  # an earlier run's records must never stand in for this run's
-            shutil.rmtree(run.report_dir / "runs" / student, ignore_errors=True)
+    try:
+        staged, todo = _stage_all(course, run, notebooks, names, force)
         if client is not None:
-            from autograder.grading.cluster import grade_on_cluster
+            from autograder.grading.cluster import worker_threads
 
-            grade_on_cluster(client, course, to_grade, report_dir, overrides, finish, per_student)
-        else:
-            grade_in_pool(course, to_grade, workers, overrides, finish)
-    if bar is not None:
-        bar.close()
+            workers = worker_threads(client)
+        workers = max(1, workers or os.cpu_count() or 1)
+        graded_notebooks = sum(1 for points in notebooks.values() if points > 0)
+        run.worst_case_seconds = time_limits.run_worst_case(len(todo), workers, graded_notebooks)
+        if announce is not None:
+            announce(_worst_case_line(time_limits, len(todo), workers, graded_notebooks))
+        per_student = time_limits.student_worst_case(graded_notebooks)
+        to_grade = largest_first({s: staged[s].size for s in todo if staged[s].staged})
+        if progress:
+            bar = _Progress(len(todo), len(to_grade), workers, run.worst_case_seconds)
+        with drawer:
+            if plots:  # a stopped run may have left some unchanged students' plots undrawn
+                for previous in run.students:
+                    drawer.draw_if_missing(previous)
+            # Students with nothing to grade still get a record; the rest go to the workers.
+            for student in todo:
+                if not staged[student].staged:
+                    _record_empty_submission(course, student)
+                    finish(student, "")
+            for student in to_grade:  # an earlier run's records never stand in for this run's
+                shutil.rmtree(run.report_dir / "runs" / student, ignore_errors=True)
+                run.student_path(student).unlink(missing_ok=True)  # stopped: not recorded
+            if client is not None:
+                from autograder.grading.cluster import grade_on_cluster
+
+                grade_on_cluster(
+                    client, course, to_grade, report_dir, overrides, finish, per_student
+                )
+            else:
+                grade_in_pool(course, to_grade, workers, overrides, finish)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM: what is recorded stays
+        stop = stopping.stopped(interrupt)
+        stop.recorded = len(run.skipped) + len(recorded)
+        stop.not_recorded = len(names) - stop.recorded
+        raise stop from None
+    finally:
+        if bar is not None:
+            bar.close()
     run.students.sort(key=lambda s: s.student)
     run.seconds = round(time.monotonic() - started, 2)
     write_reports(run, course.assignment, workers, course_exercises(course))
@@ -309,8 +345,9 @@ def _worst_case_line(time_limits: TimeLimits, students: int, workers: int, noteb
         f"for {students} student{'s' if students != 1 else ''} on {workers} "
         f"worker{'s' if workers != 1 else ''} ({rounds} x {duration(per_student)} a student, "
         f"plus start-up; limits: {time_limits.cell:g} s a cell, {time_limits.notebook:g} s a "
-        f"notebook, {time_limits.student:g} s a student, then {time_limits.interrupt_grace:g} s "
-        "to answer an interrupt)."
+        f"notebook (its kernel's start-up included, at most {time_limits.startup:g} s), "
+        f"{time_limits.student:g} s a student, then {time_limits.interrupt_grace:g} s to answer "
+        "an interrupt)."
     )
 
 
@@ -327,30 +364,47 @@ def _record_empty_submission(course: Course, student: str) -> None:
 
 
 class _Progress:
-    """tqdm's bar (its estimate comes from the students done so far), and beside it the
-    worst case still possible: every student left using all of their time."""
+    """tqdm's bar, with the time left expected from the run's own pace: the seconds per
+    student graded so far (the run's time since the first was handed out, over those
+    done), times the students left. It is a forecast, never past the worst case still
+    possible; the worst case itself is printed once, before the run."""
 
-    def __init__(self, total: int, workers: int, per_student: float, run: GradingRun) -> None:
+    def __init__(self, total: int, to_grade: int, workers: int, worst_case: float) -> None:
         from tqdm import tqdm
 
+        self.to_grade, self.graded = to_grade, 0
+        self.started = time.monotonic()
+        self.deadline = self.started + worst_case
         self.bar = tqdm(
-            total=total, unit="student", desc=f"grading ({workers} workers)", dynamic_ncols=True
+            total=total,
+            unit="student",
+            desc=f"grading ({workers} workers)",
+            dynamic_ncols=True,
+            # tqdm's own estimate would count the students with nothing to grade, done at once
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+            postfix=self._postfix(),
         )
-        self.left, self.workers, self.per_student = total, workers, per_student
-        self.deadline = time.monotonic() + run.worst_case_seconds
-        self._show()
 
-    def update(self, n: int = 1) -> None:
-        self.left -= n
-        self.bar.update(n)
-        self._show()
+    def update(self, graded: bool = True) -> None:
+        self.graded += graded
+        self.bar.set_postfix_str(self._postfix(), refresh=False)
+        self.bar.update(1)
 
-    def _show(self) -> None:
-        worst = min(
-            self.deadline - time.monotonic(),
-            math.ceil(self.left / self.workers) * self.per_student,
-        )
-        self.bar.set_postfix_str(f"worst case {duration(max(0.0, worst))} left")
+    def expected_left(self) -> float | None:
+        """Seconds left at the pace so far; None before the first student is graded."""
+        if self.graded == 0:
+            return None
+        now = time.monotonic()
+        pace = (now - self.started) / self.graded
+        return max(0.0, min((self.to_grade - self.graded) * pace, self.deadline - now))
+
+    def _postfix(self) -> str:
+        left = self.expected_left()
+        if self.graded >= self.to_grade:
+            return ""
+        if left is None:
+            return "estimating time left"
+        return f"about {duration(left)} left"
 
     def close(self) -> None:
         self.bar.close()

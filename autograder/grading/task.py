@@ -113,6 +113,7 @@ class StudentTask:
     assignment: str
     files: dict[str, bytes]  # the staged submission: notebook and timestamp.txt names -> bytes
     overrides: dict[str, dict[str, Any]]  # limits and memory only: no instructor paths
+    run: str = ""  # the grading run it belongs to: stopping the run stops it
 
     @property
     def size(self) -> int:

@@ -3,26 +3,34 @@
 Workers start clean (``spawn``), load the course's ``nbgrader_config.py`` with the run's
 overrides on top, and grade one student at a time. They write grades through nbgrader
 and each notebook's run record through the executor; the main process reads both.
+
+When the run stops (Ctrl-C, SIGTERM: :mod:`autograder.grading.stopping`), the main process
+sends each worker SIGTERM: the worker kills its student's kernel, records nothing of that
+student (:mod:`autograder.running`) and exits; what has not exited within
+``STOP_SECONDS`` is killed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from traitlets import TraitError
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from autograder import running
 from autograder.course import Course, tool_environment
+from autograder.grading import stopping
 from autograder.limits import LimitError, TimeLimits, start_student
-from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.sandbox import SandboxedKernelManager, capabilities
 from autograder.sandbox.capabilities import Protection
 from autograder.sandbox.policy import Sandbox, hidden_from_students
@@ -90,6 +98,10 @@ def time_limits_for(course: Course, overrides: dict[str, Any]) -> TimeLimits:
     """The limits the workers will grade under (the course's configuration, then
     ``overrides``); LimitError when they cannot be enforced."""
     config = _config(course, overrides)
+    # Imported here: a worker process that only starts (or a test's stand-in task) need not
+    # load nbgrader and nbconvert, seconds on a busy machine.
+    from autograder.pipeline.protected_execute import ProtectedExecute
+
     try:
         return ProtectedExecute(config=config).time_limits()
     except TraitError as error:
@@ -128,18 +140,56 @@ def grade_in_pool(
     students: list[str],
     workers: int,
     overrides: dict[str, Any],
-    on_done: Callable[[str, str], None],
+    on_done: Callable[[str, str, bool], None],
     grade_one: Callable[..., str] = autograde_student,
 ) -> None:
-    """Grade ``students`` on ``workers`` processes; ``on_done(student, log)`` as each ends,
-    in this process. ``grade_one`` is the task (tests give their own)."""
-    for student, log in _pool_results(course, students, workers, overrides, grade_one):
-        on_done(student, log)
+    """Grade ``students`` on ``workers`` processes; ``on_done(student, log, final)`` as each
+    ends, in this process (``final`` is False when the grader, not the student, failed: the
+    next run grades them again). ``grade_one`` is the task (tests give their own)."""
+    results = _pool_results(course, students, workers, overrides, grade_one)
+    try:
+        for student, log, final in results:
+            on_done(student, log, final)
+    finally:  # stopped in on_done too: the workers stop now, not when the generator is collected
+        results.close()
+
+
+_busy = False  # this worker process is grading a student
+
+
+def _worker_signals() -> None:
+    """A worker's first step: SIGINT is the run's process's to act on; SIGTERM (from it, when
+    the run stops) kills the student's kernel and ends the grading (autograder.running)."""
+    signal.signal(signal.SIGTERM, _stop_grading)
+    stopping.leave_interrupts_to_the_run()
+
+
+def _stop_grading(signum: int, frame: FrameType | None) -> None:
+    running.stop()  # the kernel dies now; the grading ends within a second or two
+    if not _busy:
+        os._exit(0)  # nothing to clean up (Python's own exit takes seconds on a busy machine)
+
+
+def _in_worker(grade_one: Callable[..., str], *args: Any) -> str:
+    """The pool's task: ``grade_one(*args)``; a worker whose grading was stopped leaves at
+    once after it (its kernel is cleaned up; the run wants no result)."""
+    global _busy
+    _busy = True
+    try:
+        return grade_one(*args)
+    finally:
+        _busy = False
+        if running.stopped():
+            os._exit(0)
 
 
 def _worker_slot() -> ProcessPoolExecutor:
     # spawn: a worker starts clean (no inherited event loops or sockets), once per slot.
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_signals,
+    )
 
 
 def _pool_results(
@@ -148,7 +198,7 @@ def _pool_results(
     workers: int,
     overrides: dict[str, Any],
     grade_one: Callable[..., str],
-) -> Iterator[tuple[str, str]]:
+) -> Generator[tuple[str, str, bool], None, None]:
     """One single-process executor per worker, one student at a time in each: a worker
     that dies (killed by the OOM killer or an operator) breaks only its own executor and
     the one student it was grading, who is graded again once on a fresh worker. (One
@@ -156,44 +206,69 @@ def _pool_results(
     waiting = list(students)
     attempts = dict.fromkeys(students, 0)
     slots = [_worker_slot() for _ in range(min(workers, len(students)))]
-    running: dict[Future[str], tuple[int, str]] = {}  # future -> (slot, student)
+    started: dict[Future[str], tuple[int, str]] = {}  # future -> (slot, student)
 
     def fill_free_slots() -> None:
-        busy = {slot for slot, _ in running.values()}
+        busy = {slot for slot, _ in started.values()}
         for slot in range(len(slots)):
             if waiting and slot not in busy:
                 student = waiting.pop(0)
                 attempts[student] += 1
-                future = slots[slot].submit(
-                    grade_one, str(course.root), course.assignment, student, overrides
-                )
-                running[future] = (slot, student)
+                with stopping.signals_held():  # a worker may be spawned here
+                    future = slots[slot].submit(
+                        _in_worker,
+                        grade_one,
+                        str(course.root),
+                        course.assignment,
+                        student,
+                        overrides,
+                    )
+                started[future] = (slot, student)
 
     finished = False
     try:
-        while waiting or running:
+        while waiting or started:
             fill_free_slots()
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(started, return_when=FIRST_COMPLETED)
             results = []
             for future in done:
-                slot, student = running.pop(future)
+                slot, student = started.pop(future)
                 try:
-                    results.append((student, future.result()))
+                    results.append((student, future.result(), True))
                 except BrokenProcessPool:
                     slots[slot].shutdown(wait=False)
                     slots[slot] = _worker_slot()
                     if attempts[student] <= _WORKER_DEATH_RETRIES:
                         waiting.append(student)
                     else:
-                        results.append((student, _worker_died_log(attempts[student])))
+                        results.append((student, _worker_died_log(attempts[student]), False))
                 except Exception as error:  # the task raised: this student only
-                    results.append((student, f"{type(error).__name__}: {error}"))
+                    results.append((student, f"{type(error).__name__}: {error}", False))
             fill_free_slots()  # before the caller's bookkeeping: no worker waits for it
             yield from results
         finished = True
-    finally:  # wait for the workers to exit, unless stopped (Ctrl-C): then leave at once
-        for executor in slots:
-            executor.shutdown(wait=finished, cancel_futures=True)
+    finally:
+        if finished:
+            for executor in slots:
+                executor.shutdown(wait=True)
+        else:  # stopped (Ctrl-C, SIGTERM): the workers stop their students now
+            _stop_workers(slots)
+
+
+def _stop_workers(slots: list[ProcessPoolExecutor]) -> None:
+    """Each worker kills its student's kernel and exits; whatever is left after
+    ``STOP_SECONDS`` is killed."""
+    # The pool's own record of its worker processes (a private name of the standard library,
+    # unchanged since Python 3.2): their pids are needed, and the pool does not expose them.
+    workers = [process for executor in slots for process in executor._processes.values()]
+    processes = stopping.Processes(process.pid for process in workers if process.pid)
+    for executor in slots:
+        executor.shutdown(wait=False, cancel_futures=True)  # a worker done grading then exits
+    for process in workers:
+        if process.is_alive():
+            process.terminate()  # SIGTERM
+    processes.wait(stopping.STOP_SECONDS)
+    processes.kill()
 
 
 def _worker_died_log(attempts: int) -> str:

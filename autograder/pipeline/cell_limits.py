@@ -3,25 +3,62 @@
 A cell gets the least of its own limit, what is left of the notebook's and what is left
 of the student's (:class:`Budget`). Past it the kernel is interrupted; one that has not
 answered ``interrupt_grace`` seconds later is killed (``ProtectedExecute._execute_within``),
-and :class:`Ending` says which of these happened.
+and :class:`Ending` says which of these happened. A kernel's start gets a limit too
+(:func:`start_within`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from queue import Empty
 from typing import Any
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from autograder import running
+
 # Seconds to let nbclient notice a killed kernel (it looks every second) before giving up on it.
 KILL_SETTLE = 5.0
+STOP_POLL = 0.1  # seconds between looks at whether the run stopped, while a kernel starts
 
 
 class KernelNotAnswering(Exception):
     """The kernel did not finish a request of the grader's in the time it had."""
+
+
+class KernelDidNotStart(Exception):
+    """The kernel did not start and answer within the time it had (``limit`` set it)."""
+
+    def __init__(self, seconds: float, limit: str) -> None:
+        super().__init__(f"no answer within {seconds:g} s")
+        self.seconds, self.limit = seconds, limit
+
+
+async def start_within(
+    start: Coroutine[Any, Any, None],
+    seconds: float,
+    limit: str,
+    kill: Callable[[], Awaitable[None]],
+) -> None:
+    """Await ``start`` (a kernel's start, until it answers) for at most ``seconds``; then
+    cancel it, ``kill()`` whatever of the kernel started, and raise KernelDidNotStart. A
+    stopped grading (:mod:`autograder.running`) does not wait for it either."""
+    task = asyncio.ensure_future(start)
+    deadline = time.monotonic() + seconds
+    while not running.stopped():
+        if await settles(task, min(STOP_POLL, deadline - time.monotonic())):
+            task.result()  # its error, if it failed
+            return
+        if time.monotonic() >= deadline:
+            break
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await kill()
+    running.check()
+    raise KernelDidNotStart(seconds, limit)
 
 
 @dataclass

@@ -8,7 +8,8 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
 2. a contained kernel (``autograder.sandbox``): memory, CPU, process and file
    limits, no network, another user, hidden instructor files; the run's protection or
    no kernel at all: a notebook whose kernel cannot get it is "not graded" (none of its
-   code runs) and nbgrader records nothing for it;
+   code runs) and nbgrader records nothing for it; one that has not started and
+   answered within ``startup_timeout`` is killed, and the notebook is not graded;
 3. before every graded test cell, a probe of the kernel's state
    (``autograder.integrity``);
 4. after every cell, the kernel's resident memory read by this process, which
@@ -24,7 +25,9 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
    nbgrader scores it 0, and the evidence is recorded for the instructor.
 
 What happened is written as JSON beside the run (``evidence_dir``) and passed
-on in ``resources["autograder"]`` for the preprocessors after it.
+on in ``resources["autograder"]`` for the preprocessors after it. A grading stopped from
+outside (``autograder.running``: the run was stopped) raises GradingStopped and
+records nothing.
 """
 
 from __future__ import annotations
@@ -35,16 +38,17 @@ import json
 import secrets
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
-from nbclient.util import ensure_async, run_sync
+from nbclient.util import ensure_async, run_hook, run_sync
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Enum, Float, Integer, TraitError, Unicode, validate
 
-from autograder import defaults, limits
+from autograder import defaults, limits, running
 from autograder.integrity import outside
 from autograder.integrity.evidence import Evidence
 from autograder.integrity.probe import probe_code, read_probe
@@ -55,10 +59,12 @@ from autograder.pipeline.cell_limits import (
     KILL_SETTLE,
     Budget,
     Ending,
+    KernelDidNotStart,
     KernelNotAnswering,
     ending_of,
     run_hidden,
     settles,
+    start_within,
 )
 from autograder.pipeline.course_directory import find_coursedir
 from autograder.pipeline.inspect_submission import take_inspection
@@ -102,6 +108,12 @@ class ProtectedExecute(Execute):
         defaults.INTERRUPT_GRACE,
         help="Seconds an interrupted kernel has to answer before it is killed, with "
         "everything it started.",
+    ).tag(config=True)
+    startup_timeout = Integer(
+        defaults.KERNEL_STARTUP_TIMEOUT,
+        help="Seconds a kernel has to start and answer its first request, counted in the "
+        "notebook's time; past them it is killed and the notebook is not graded (the grading "
+        "machine is at fault, not the notebook: the next run grades it again).",
     ).tag(config=True)
     probe_timeout = Float(
         defaults.PROBE_TIMEOUT,
@@ -148,7 +160,14 @@ class ProtectedExecute(Execute):
         kwargs.setdefault("kernel_manager_class", "autograder.sandbox.SandboxedKernelManager")
         super().__init__(*args, **kwargs)
 
-    @validate("timeout", "notebook_timeout", "student_timeout", "interrupt_grace", "probe_timeout")
+    @validate(
+        "timeout",
+        "notebook_timeout",
+        "student_timeout",
+        "interrupt_grace",
+        "probe_timeout",
+        "startup_timeout",
+    )
     def _limit_in_seconds(self, proposal: Any) -> Any:
         # nbclient reads a timeout of None, 0 or -1 as "no limit": here every limit holds.
         try:
@@ -164,6 +183,7 @@ class ProtectedExecute(Execute):
             notebook=self.notebook_timeout,
             student=self.student_timeout,
             interrupt_grace=self.interrupt_grace,
+            startup=self.startup_timeout,
         )
 
     def create_kernel_manager(self) -> Any:
@@ -185,6 +205,7 @@ class ProtectedExecute(Execute):
         from nbclient import NotebookClient
 
         time_limits = self.time_limits()  # before anything starts: limits that cannot hold fail
+        running.check()  # the run was stopped: no kernel starts
         NotebookClient.__init__(self, nb, km)
         self.reset_execution_trackers()
         self._check_assign_resources(resources)
@@ -205,8 +226,7 @@ class ProtectedExecute(Execute):
                 self._stop(nb, run, 0, "student", "the notebook was not started")
             else:
                 try:
-                    with self.setup_kernel():
-                        self._run_cells(nb, run, static, budget)
+                    self._run_in_kernel(nb, run, static, budget)
                 except SandboxUnavailable as error:
                     self._not_graded(nb, run, error, resources, started)
                     raise  # nbgrader then records no grade for this student's submission
@@ -232,6 +252,56 @@ class ProtectedExecute(Execute):
         run.evidence.extend(take_inspection(info))
         run.evidence.extend(item for _, item in static if not item.is_technique)
         return static
+
+    def _run_in_kernel(
+        self,
+        nb: NotebookNode,
+        run: NotebookRun,
+        static: list[tuple[int, Evidence]],
+        budget: Budget,
+    ) -> None:
+        """Start a kernel within the start-up limit, and run the cells in it."""
+        seconds, limit = budget.next(self.startup_timeout, "startup")
+        try:
+            with running.kernel(self._kernel_pid), self._kernel_within(seconds, limit):
+                self._run_cells(nb, run, static, budget)
+        except KernelDidNotStart as error:
+            why = (
+                f"it did not answer within {error.seconds:g} s "
+                f"({self._limit_text(error.limit)}), so nothing of this notebook ran. The "
+                "grading machine is at fault, not the notebook: the next run grades it again"
+            )
+            verdicts.not_run(nb, run.cells, 0, f"the kernel did not start: {why}")
+            run.raise_status("ungradable", f"kernel did not start: {why}")
+            run.ended_by = "startup"
+
+    def _kernel_pid(self) -> int | None:
+        return getattr(getattr(self.km, "provisioner", None), "pid", None)
+
+    @contextlib.contextmanager
+    def _kernel_within(self, seconds: float, limit: str) -> Iterator[None]:
+        """nbclient's ``setup_kernel``, with the start bounded: KernelDidNotStart when the
+        kernel has not started and answered within ``seconds`` (it is killed first)."""
+        if getattr(self, "km", None) is None:  # (nbclient's attribute, not typed there)
+            self.km = self.create_kernel_manager()
+        try:
+            run_sync(start_within)(self._start_ready_kernel(), seconds, limit, self._kill_kernel)
+            running.check()  # stopped while it started
+            yield
+        finally:
+            if self.owns_km and self.km is not None:  # None: nbclient cleaned up already
+                self._cleanup_kernel()
+
+    async def _start_ready_kernel(self) -> None:
+        """Start a kernel and a client, and wait until the kernel answers (unbounded here:
+        ``start_within`` bounds it). A kernel started earlier (a fork server) goes here."""
+        assert self.km is not None
+        await self.async_start_new_kernel()
+        self.kc = self.km.client()
+        await ensure_async(self.kc.start_channels())
+        await ensure_async(self.kc.wait_for_ready(timeout=None))
+        self.kc.allow_stdin = False
+        await run_hook(self.on_notebook_start, notebook=self.nb)
 
     def _run_cells(
         self,
@@ -267,6 +337,7 @@ class ProtectedExecute(Execute):
     ) -> bool:
         """Run one cell under its limits; False when the notebook stops here."""
         cell, record = nb.cells[index], run.cells[index]
+        running.check()
         seconds, limit = budget.next(self.timeout)
         if seconds <= 0:
             self._stop(nb, run, index, limit, f"the notebook stopped before cell {index + 1}")
@@ -283,6 +354,7 @@ class ProtectedExecute(Execute):
         seconds, limit = budget.next(self.timeout)
         cell_started = time.monotonic()
         ending = run_sync(self._execute_within)(cell, index, seconds)
+        running.check()  # a kernel killed because the run stopped did not die of this cell
         record.ran = cell.cell_type == "code" and bool(cell.source.strip())
         record.seconds = round(time.monotonic() - cell_started, 3)
         if not self._after_limit(nb, run, index, ending, limit):
@@ -445,6 +517,7 @@ class ProtectedExecute(Execute):
             "notebook": f"the {self.notebook_timeout:g} s limit of the notebook",
             "student": f"the {self.student_timeout:g} s limit on all of this student's notebooks",
             "probe": f"the {self.probe_timeout:g} s the kernel has to answer the grader's check",
+            "startup": f"the {self.startup_timeout:g} s a kernel has to start",
         }[limit]
 
     def _stop(

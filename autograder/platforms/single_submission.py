@@ -294,8 +294,8 @@ def notebook_outcome(notebook: dict[str, Any]) -> str:
             f"{name}: it ran out of memory ({reason}); that cell failed with MemoryError. Work "
             "with smaller arrays, or one block at a time."
         )
-    if status == "not graded":  # the grader's sandbox failed: nothing of it ran
-        return f"{name}: {GRADER_FAILED}"
+    if status == "not graded" or reason.startswith("kernel did not start"):
+        return f"{name}: {GRADER_FAILED}"  # the grader's sandbox or kernel failed, not the upload
     if reason == "not submitted":
         return f"{name} was not submitted: upload it to be graded on it."
     return f"{name} was not graded: {reason}. {FIX_UPLOAD}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import sqlite3
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,8 +45,9 @@ from autograder.grading.task import (
 from autograder.release import release
 from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
-from ..conftest import REPO, copy_course
+from ..conftest import copy_course
 from ..hub.unix_users import Runner, UnixUser, create_user, remove_user, why_unavailable
+from . import stopped_run
 from .test_grade import _check_golden, _comparable
 
 EXAMPLES = {
@@ -269,16 +270,6 @@ def course(tmp_path_factory):
     return course
 
 
-def _submissions(course: Course) -> dict[str, int]:
-    """Submissions per student in the course's gradebook, counted in SQLite itself."""
-    with sqlite3.connect(course.gradebook) as db:
-        rows = db.execute(
-            "SELECT student.id, COUNT(*) FROM submitted_assignment "
-            "JOIN student ON student.id = submitted_assignment.student_id GROUP BY student.id"
-        ).fetchall()
-    return dict(rows)
-
-
 @pytest.mark.slow
 def test_the_cluster_gives_the_local_pools_report(course, tmp_path):
     options = {"students": SAME_AS_POOL, "cell_timeout": 5, "progress": False, "force": True}
@@ -296,7 +287,7 @@ def test_the_cluster_gives_the_local_pools_report(course, tmp_path):
         _check_golden(EXAMPLES[student.student], student.to_json())
     cheat = next(s for s in on_cluster.students if s.student == "cheat-rebinds-checks")
     assert set(EXAMPLES["cheat-rebinds-checks"].flags) <= set(cheat.flags)
-    counts = _submissions(course)
+    counts = stopped_run.submissions(course)
     assert all(counts[s] == 1 for s in SAME_AS_POOL), counts  # graded twice, recorded once
     graded = course.autograded / "passes-all" / course.assignment
     assert (graded / "04_exercises_free_and_budget_memory.ipynb").is_file()
@@ -381,61 +372,33 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(course, tmp_path)
             assert all(n.status == "graded" for n in submitted or student.notebooks)
             graded.append(student.student)
     print(f"killed worker {killer.killed.pid}; graded after it: {graded}")
-    counts = _submissions(course)
+    counts = stopped_run.submissions(course)
     assert all(counts.get(s, 0) <= 1 for s in KILLED), counts
     assert graded, "no student was graded: the surviving worker did nothing"
 
 
-def _check_only_the_rest_graded(
-    course: Course, again: GradingRun, recorded: list[str], students: list[str]
-) -> None:
-    """The second run skipped the ``recorded`` students and graded the rest to their golden
-    results; every student has exactly one submission in the gradebook."""
-    assert sorted(again.skipped) == recorded  # only the students not recorded are graded
-    assert sorted(s.student for s in again.students) == sorted(students)
-    for student in again.students:
-        _check_golden(EXAMPLES[student.student], student.to_json())
-    counts = _submissions(course)
-    assert all(counts[s] == 1 for s in students), counts
-
-
 @pytest.mark.slow
-def test_a_stopped_run_resumes_with_what_was_not_recorded(course, tmp_path):
-    report = tmp_path / "r"
-    command = [sys.executable, "-m", "autograder", "--course-dir", str(course.root), "grade"]
-    command += ["--scheduler", "local:2", "--quiet", "--report", str(report), "--force"]
-    command += [arg for student in RESUMED for arg in ("--student", student)]
-    command += ["--cell-timeout", "5"]
-    log = tmp_path / "stopped.log"
-    with log.open("wb") as output:
-        stopped = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=REPO)
-        process = psutil.Process(stopped.pid)
-        deadline = time.monotonic() + 600
-        while not list((report / "students").glob("*.json")) and time.monotonic() < deadline:
-            assert stopped.poll() is None, log.read_text()
-            time.sleep(0.2)
-        children = process.children(recursive=True)
-        # The instructor's machine stops dead (SIGKILL: nothing is cleaned up). A single
-        # Ctrl-C was seen, in CI, not to stop a cluster run before everyone was graded.
-        process.kill()
-        try:
-            stopped.wait(timeout=60)
-        finally:
-            for child in children:
-                if child.is_running():
-                    child.kill()
-    done_before = sorted(p.stem for p in (report / "students").glob("*.json"))
-    assert 1 <= len(done_before) < len(RESUMED), done_before
+def test_ctrl_c_stops_a_cluster_run_cleanly_and_the_next_run_grades_the_rest(course, tmp_path):
+    """Ctrl-C, as a terminal sends it, to `autograder grade --scheduler local:2` once one
+    student is recorded: the run says what it kept, exits with 130 within seconds, and
+    leaves no process (no Dask worker, no kernel); the same command grades only the rest."""
+    copy = stopped_run.copy_course(course, tmp_path / "course", RESUMED)
+    options = ["--scheduler", "local:2", "--quiet", "--force", "--cell-timeout", "5"]
+    run = stopped_run.Run(copy, tmp_path / "r", stopped_run.own_sandbox(copy), options)
+    process = run.start()
+    run.wait_until_recorded(process, 1)
+    stopped = run.stop(process, signal.SIGINT)
+    stopped_run.check_stopped_cleanly(run, stopped, len(RESUMED), signal.SIGINT)
     resumed = grade(
-        course,
+        copy,
         scheduler="local:2",
         students=RESUMED,
-        report_dir=report,
+        report_dir=run.report,
         cell_timeout=5,
         progress=False,
         plots=False,
     )
-    _check_only_the_rest_graded(course, resumed, done_before, RESUMED)
+    stopped_run.check_only_the_rest_graded(copy, resumed, stopped.recorded_after, RESUMED, EXAMPLES)
 
 
 # -- slow: real `dask scheduler` and `dask worker` processes -------------------------------------
@@ -576,7 +539,7 @@ def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_res
     assert len(recorded) < len(DROPPED), "every student was done: the kill came too late"
     saved = json.loads((report / "report.json").read_text())
     assert sorted(s["student"] for s in saved["students"]) == sorted(DROPPED)
-    counts = _submissions(course)
+    counts = stopped_run.submissions(course)
     lost = f"ClusterError: the Dask scheduler at {address} stopped answering"
     for student in run.students:
         if student.student in recorded:  # kept, exactly as graded
@@ -597,7 +560,7 @@ def test_a_scheduler_killed_mid_run_ends_it_and_the_next_run_grades_only_the_res
         second.worker(address)
         options.pop("force")
         again = grade(course, scheduler=address, **options)
-    _check_only_the_rest_graded(course, again, recorded, DROPPED)
+    stopped_run.check_only_the_rest_graded(course, again, recorded, DROPPED, EXAMPLES)
 
 
 @pytest.mark.slow
@@ -617,7 +580,7 @@ def test_when_no_worker_is_left_the_run_ends_soon_after(course, tmp_path, monkey
     assert cluster.NO_WORKER_PATIENCE <= ended < cluster.NO_WORKER_PATIENCE + 20
     recorded = _recorded(report)
     assert recorded == recorded_before and len(recorded) == 1, recorded
-    counts = _submissions(course)
+    counts = stopped_run.submissions(course)
     no_worker = f"ClusterError: no worker was left at the Dask scheduler at {address}"
     for student in run.students:
         if student.student in recorded:
@@ -689,5 +652,5 @@ def test_a_worker_that_cannot_see_the_course_grades_from_what_the_tasks_carry(
         ), student
         assert _comparable(student.to_json()) == expected[student.student]
         _check_golden(EXAMPLES[student.student], student.to_json())
-    counts = _submissions(course)
+    counts = stopped_run.submissions(course)
     assert all(counts[s] == 1 for s in FAR_AWAY), counts

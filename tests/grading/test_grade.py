@@ -4,6 +4,7 @@ graded in parallel into the gradebook and the report."""
 import csv
 import json
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from autograder.grading.run import grade
 from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
 from ..conftest import HUGE, ODD, OLD, REPO
+from . import stopped_run
 
 pytestmark = pytest.mark.slow
 
@@ -270,3 +272,60 @@ def test_a_student_the_grader_failed_on_never_shows_an_earlier_runs_results(
             assert "the grader failed on this notebook" in notebook.reason
             assert "could not open the gradebook" in notebook.reason
             assert all(c.score == 0 and c.status == "not run" for c in notebook.cells)
+
+
+# Five on two workers, the largest first: when the first is recorded, some are still waiting.
+STOPPED = [
+    "passes-all",
+    "fails-ex1-never-freed",
+    "fails-ex3-clears-out-only",
+    "fails-ex6-builds-temporaries",
+    "fails-ex7-never-freed",
+]
+
+
+def test_ctrl_c_stops_the_run_cleanly_and_the_next_run_grades_the_rest(graded, tmp_path):
+    """Ctrl-C, as a terminal sends it (SIGINT to the run's whole process group), once one
+    student is recorded: the run says what it kept and what to do, exits with 130 within
+    seconds, and leaves no process (no worker, no kernel, nothing of the sandbox's uids);
+    the same command, without --force, grades only the rest, once each."""
+    course, _, _ = graded
+    copy = stopped_run.copy_course(course, tmp_path / "course", STOPPED)
+    options = ["--workers", "2", "--force", "--cell-timeout", "5"]  # the progress bar too
+    run = stopped_run.Run(copy, tmp_path / "r", stopped_run.own_sandbox(copy), options)
+    process = run.start()
+    run.wait_until_recorded(process, 1)
+    stopped = run.stop(process, signal.SIGINT)
+    stopped_run.check_stopped_cleanly(run, stopped, len(STOPPED), signal.SIGINT)
+    assert "without --force" in stopped.output.splitlines()[-1]
+    resumed = grade(
+        copy, workers=2, report_dir=run.report, cell_timeout=5, progress=False, plots=False
+    )
+    examples = {example.name: example for example in EXAMPLES}
+    stopped_run.check_only_the_rest_graded(copy, resumed, stopped.recorded_after, STOPPED, examples)
+
+
+def test_a_kernel_that_does_not_start_costs_the_student_nothing(graded, tmp_path):
+    """Every kernel hangs as it starts: each notebook is killed at the start-up limit and
+    reported, and the student is not recorded, so the next run grades them again."""
+    course, _, _ = graded
+    copy = stopped_run.copy_course(course, tmp_path / "course", ["passes-all"])
+    hang = "--IPKernelApp.exec_lines=['import time; time.sleep(600)']"
+    with (copy.root / "nbgrader_config.py").open("a") as config:
+        config.write(
+            f"\nc.ProtectedExecute.extra_arguments = [*c.ProtectedExecute.extra_arguments, {hang!r}]\n"
+        )
+    run = grade(copy, workers=1, startup_timeout=3, progress=False, plots=False)
+    (student,) = run.students
+    for notebook in (n for n in student.notebooks if n.max_score > 0):
+        assert notebook.status == "ungradable" and notebook.ended_by == "startup", notebook
+        assert notebook.reason.startswith("kernel did not start: it did not answer within 3 s"), (
+            notebook.reason
+        )
+        assert notebook.seconds is not None and notebook.seconds < 3 + 5
+        assert all(
+            c.score == 0 and c.message.startswith("not graded: kernel did not start")
+            for c in notebook.cells
+        )
+    assert student.score == 0
+    assert not run.student_path("passes-all").exists()  # not recorded: graded again next time

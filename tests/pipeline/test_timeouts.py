@@ -10,6 +10,7 @@ cell) keep it quick; the margins allow for a loaded machine.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -338,8 +339,85 @@ def test_the_student_limit_spans_notebooks(work):
 def test_the_cpu_rlimit_is_a_last_line_behind_the_limits(work):
     read = "import resource\nprint(resource.getrlimit(resource.RLIMIT_CPU)[0])"
     record, outputs = run_notebook([read], work, notebook_timeout=20, interrupt_grace=3.0)
-    expected = 20 + 3 + defaults.CPU_MARGIN
+    expected = (20 + 3 + defaults.CPU_MARGIN) * limits.cores()  # every core busy, all along
     assert int(outputs[0][0]["text"]) == expected == record["limits"]["cpu_rlimit"]
+
+
+# Threads doing NumPy work that releases the GIL keep every core busy, and keep going after
+# the cell that started them is interrupted.
+SPIN_THREADS = """
+import threading
+import time
+import numpy as np
+block = np.ones(2_000_000)
+result = np.empty_like(block)
+def spin():
+    while True:
+        np.sqrt(block, out=result)
+threads = [threading.Thread(target=spin, daemon=True) for _ in range(4)]
+for thread in threads:
+    thread.start()
+while True:  # not thread.join(): the interrupt may reach another thread, and join never wakes
+    time.sleep(0.1)
+"""
+
+
+@pytest.mark.slow
+def test_threads_on_every_core_end_timed_out_not_killed_by_the_cpu_rlimit(work, monkeypatch):
+    """With a CPU rlimit of the notebook limit plus the grace plus the margin (here 1 s, so
+    that the test is short), threads on two cores would use it up before the notebook's
+    limit, and SIGXCPU would end the kernel as "kernel died". Derived from the cores, the
+    rlimit is past what the wall-clock limits let any number of threads use."""
+    monkeypatch.setattr(limits, "CPU_MARGIN", 1)
+    cells = [
+        "x = 1",
+        "assert x",
+        SPIN_THREADS,
+        "for _ in range(300):\n    time.sleep(0.1)",
+        "assert x",
+    ]
+    record, outputs = run_notebook(
+        cells, work, (1, 4), timeout=6, notebook_timeout=8, interrupt_grace=2.0
+    )
+    assert record["limits"]["cpu_rlimit"] == (8 + 2 + 1) * limits.cores()
+    assert record["status"] == "timed out", record["reason"]
+    assert record["ended_by"] == "notebook", record["reason"]
+    assert _errors(outputs[1]) == []  # the test before keeps its pass
+    assert _errors(outputs[2]) == ["KeyboardInterrupt", "CellTimeoutError"]
+    assert _errors(outputs[4]) == ["NotRun"]
+
+
+# A kernel that hangs as it starts: IPython runs exec_lines before it answers any request.
+HANGS_AT_START = "--IPKernelApp.exec_lines=['import time; time.sleep(600)  # {}']"
+
+
+def test_a_kernel_that_does_not_start_is_killed_and_the_student_goes_on(work):
+    token = uuid.uuid4().hex
+    hangs = [*defaults.KERNEL_ARGUMENTS, HANGS_AT_START.format(token)]
+    who = {"student": "starts", "timeout": 20}
+    first, _ = run_notebook(["x = 1", "assert x"], work, (1,), notebook="a", **who)
+    second, outputs = run_notebook(
+        ["x = 1", "assert x"],
+        work,
+        (1,),
+        notebook="b",
+        startup_timeout=3,
+        extra_arguments=hangs,
+        **who,
+    )
+    third, _ = run_notebook(["x = 1", "assert x"], work, (1,), notebook="c", **who)
+    assert first["status"] == third["status"] == "graded"  # before and after: graded
+    assert second["status"] == "ungradable" and second["ended_by"] == "startup"
+    assert second["reason"].startswith("kernel did not start: ")
+    assert "3 s a kernel has to start" in second["reason"]
+    assert 3 - 0.5 < second["seconds"] < 3 + MARGIN
+    assert second["limits"]["startup"] == 3
+    assert _errors(outputs[1]) == ["NotRun"] and "did not start" in outputs[1][0]["evalue"]
+    assert not [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if token in " ".join(p.info["cmdline"] or [])
+    ]
 
 
 # -- one place for the defaults, and limits that cannot hold -----------------------------------
@@ -374,6 +452,7 @@ def test_the_defaults_live_in_one_place(repo):
         {"interrupt_grace": 0},
         {"cell": float("nan")},
         {"notebook": "600"},
+        {"startup": 0},
     ],
 )
 def test_limits_that_cannot_hold_are_refused(bad):

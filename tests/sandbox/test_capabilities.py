@@ -180,10 +180,12 @@ def test_when_the_check_fails_the_kernel_is_not_started(tmp_path, monkeypatch, p
     assert len(launches.uids) == 1 and len(checks) == 1
     assert not launches.marker.exists()  # the kernel command never ran
     assert list((tmp_path / "run").glob("[ku]*-*")) == []  # no private dir left
-    _slot, fd = acquire_slot(
-        runtime_root(tmp_path / "run"), 1, 0, 62000 if launches.uids[0] is not None else None
-    )
-    os.close(fd)  # the failed slot was given back
+    # The failed slot was given back: its lock (machine-wide for a uid, so another run on the
+    # same machine may hold a neighbour's) can be taken again.
+    uid = launches.uids[0]
+    wanted, base = (uid - 62000, 62000) if uid is not None else (0, None)
+    _slot, fd = acquire_slot(runtime_root(tmp_path / "run"), wanted + 1, wanted, base)
+    os.close(fd)
 
 
 def test_a_failed_launch_is_retried_in_another_slot_then_given_up(

@@ -1,0 +1,169 @@
+"""Ctrl-C and SIGTERM stop a run cleanly: the pieces, on the local pool with stand-in tasks
+(no kernels: quick). `autograder grade` stopped end to end with real kernels is in
+test_grade.py (the local pool) and test_cluster.py (a LocalCluster)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from autograder import running
+from autograder.grading import stopping
+
+from ..conftest import REPO
+
+# A run of the local pool in a process of its own, as `autograder grade` runs it: SIGINT
+# and SIGTERM stop it (stopping.signals_stop_the_run), and it exits with the code a stopped
+# run exits with. Its tasks are this module's stand-ins for grading a student.
+POOL_RUN = """
+import sys
+from pathlib import Path
+from autograder.course import Course
+from autograder.grading import stopping
+from autograder.grading.workers import grade_in_pool
+from tests.grading import test_stopping
+
+if __name__ == "__main__":
+    task = getattr(test_stopping, sys.argv[2])
+    try:
+        with stopping.signals_stop_the_run():
+            course = Course(Path(sys.argv[1]), assignment="numpy_memory")  # no source/: named
+            grade_in_pool(course, ["a", "b", "c"], 2, {}, print, task)
+    except stopping.RunStopped as stop:
+        print(f"stopped with {stop.exit_code}", flush=True)
+        sys.exit(stop.exit_code)
+"""
+
+
+def grades_until_stopped(root: str, assignment: str, student: str, overrides: Any) -> str:
+    """As a worker grading a student: busy until the run stops (a killed kernel ends it)."""
+    (Path(root) / f"{student}.pid").write_text(str(os.getpid()))
+    while not running.stopped():
+        time.sleep(0.05)
+    return "stopped"
+
+
+def ignores_sigterm(root: str, assignment: str, student: str, overrides: Any) -> str:
+    """As a worker stuck where nothing reaches it (a long C call): the stop must kill it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (Path(root) / f"{student}.pid").write_text(str(os.getpid()))
+    time.sleep(600)
+    return "never"
+
+
+def _start(folder: Path, task: str, sigint: str = "SIG_DFL") -> subprocess.Popen[str]:
+    """The run in a process group of its own (as a terminal's foreground job), with SIGINT's
+    disposition set as given (a test runner may have started this process ignoring it)."""
+    launcher = (
+        f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{sigint}); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    command = [sys.executable, "-c", launcher, sys.executable, "-c", POOL_RUN, str(folder), task]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
+
+
+def _workers(folder: Path, run: subprocess.Popen[str]) -> list[int]:
+    """The pids of the two workers, once both grade."""
+    deadline = time.monotonic() + 120
+    while len(pids := list(folder.glob("*.pid"))) < 2:
+        assert run.poll() is None, run.communicate()[0]
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    return [int(path.read_text()) for path in pids]
+
+
+def _alive(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
+def _ended(run: subprocess.Popen[str], sent: float) -> tuple[int, str, float]:
+    output, _ = run.communicate(timeout=60)
+    return run.returncode, output, time.monotonic() - sent
+
+
+def test_ctrl_c_to_the_process_group_stops_the_workers_at_once(tmp_path):
+    run = _start(tmp_path, "grades_until_stopped")
+    workers = _workers(tmp_path, run)
+    sent = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    code, output, seconds = _ended(run, sent)
+    assert code == 130 and "stopped with 130" in output, output
+    assert "Traceback" not in output, output  # no worker printed its own KeyboardInterrupt
+    assert seconds < stopping.STOP_SECONDS, output  # the workers left without being killed
+    assert _alive(workers) == []
+
+
+def test_sigterm_stops_it_too_and_a_sigint_ignored_from_the_start_stays_ignored(tmp_path):
+    run = _start(tmp_path, "grades_until_stopped", sigint="SIG_IGN")
+    workers = _workers(tmp_path, run)
+    os.killpg(run.pid, signal.SIGINT)  # a background job's Ctrl-C: ignored, as Unix has it
+    time.sleep(1.0)
+    assert run.poll() is None and _alive(workers) == workers
+    sent = time.monotonic()
+    run.send_signal(signal.SIGTERM)  # a scheduler or a hub stopping the job: its process only
+    code, output, seconds = _ended(run, sent)
+    assert code == 143 and "stopped with 143" in output, output
+    assert seconds < stopping.STOP_SECONDS, output
+    assert _alive(workers) == []
+
+
+@pytest.mark.parametrize(
+    "presses",
+    [pytest.param(1, marks=pytest.mark.slow, id="once"), pytest.param(2, id="twice")],
+)  # once: it waits the STOP_SECONDS a worker gets
+def test_a_worker_that_does_not_stop_is_killed_and_a_second_ctrl_c_stops_at_once(tmp_path, presses):
+    run = _start(tmp_path, "ignores_sigterm")
+    workers = _workers(tmp_path, run)
+    sent = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    if presses == 2:
+        time.sleep(0.5)  # the run is now waiting for its workers to stop
+        sent = time.monotonic()
+        os.killpg(run.pid, signal.SIGINT)
+    code, output, seconds = _ended(run, sent)
+    assert code == 130, output
+    assert _alive(workers) == []
+    if presses == 1:  # killed after the time they had to stop
+        assert "stopped with 130" in output, output
+        assert stopping.STOP_SECONDS <= seconds < stopping.STOP_SECONDS + 10, output
+    else:  # at once
+        assert "Stopped at once by a second Ctrl-C (SIGINT)" in output, output
+        assert "stopped with" not in output, output
+        assert seconds < 3, output
+
+
+def test_the_summary_says_what_is_kept_and_what_to_do():
+    stop = stopping.RunStopped(signal.SIGTERM)
+    stop.recorded, stop.not_recorded, stop.seconds = 3, 5, 75
+    assert stop.exit_code == 143
+    assert stop.summary() == (
+        "Stopped by SIGTERM after 1 min 15 s. 3 of 8 students recorded (grades, graded "
+        "notebooks and report files kept), 5 not. Every kernel and worker process it started "
+        "has stopped. Run the same command to grade the rest: it skips the students recorded."
+    )
+    stop.force, stop.left = True, [4242]
+    assert "1 process(es) it started could not be killed: 4242." in stop.summary()
+    assert "Run the same command without --force to grade the rest" in stop.summary()
+    assert stopping.stopped(KeyboardInterrupt()).exit_code == 130  # a plain Ctrl-C
