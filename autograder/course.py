@@ -32,9 +32,9 @@ def assignments(root: Path) -> list[str]:
     )
 
 
-def choose_assignment(root: Path, given: str | None = None) -> str:
+def choose_assignment(root: Path, given: str | None = None, command: str = "grade") -> str:
     """``given``, or the course's only assignment; ValueError naming them when the course has
-    several (or does not have ``given``)."""
+    several (or does not have ``given``), with how to name one to ``autograder command``."""
     names = assignments(root)
     if given:
         if names and given not in names:
@@ -51,7 +51,7 @@ def choose_assignment(root: Path, given: str | None = None) -> str:
         )
     raise ValueError(
         f"This course has {len(names)} assignments ({', '.join(names)}): say which, as for "
-        f"nbgrader, e.g. `autograder grade {names[-1]}` (or --assignment {names[-1]})."
+        f"nbgrader, e.g. `autograder {command} {names[-1]}` (or --assignment {names[-1]})."
     )
 
 

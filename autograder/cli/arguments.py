@@ -33,7 +33,10 @@ def assignment(args: argparse.Namespace) -> str:
     named = {name for name in (args.assignment_name, args.assignment) if name}
     if len(named) > 1:
         raise ValueError(f"Two assignments named: {' and '.join(sorted(named))}: give one.")
-    return choose_assignment(course_root(args), named.pop() if named else None)
+    # The command as typed, for the sentence that asks which: `gradescope build`, `lms canvas`.
+    words = [getattr(args, name, None) for name in ("command", "action", "platform")]
+    command = " ".join(word for word in words if isinstance(word, str)) or "grade"
+    return choose_assignment(course_root(args), named.pop() if named else None, command)
 
 
 def byte_size(text: str) -> int:

@@ -159,6 +159,8 @@ def test_a_course_of_two_assignments_asks_which(flow):
         assert "This course has 2 assignments (numpy_memory, numpy_memory_2): say which" in (
             done.stderr
         )
+        command = step.split(",")[0]  # the example names the command that was typed
+        assert f"e.g. `autograder {command} numpy_memory_2`" in done.stderr, done.stderr
     assert not (flow.root / "release" / ASSIGNMENT).exists()  # nothing was released for it
 
 
@@ -308,10 +310,9 @@ def test_canvas_and_moodle_files_of_the_second_assignment(flow, tmp_path):
         writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section"])
         writer.writerow(["    Points Possible", "", "", "", ""])
         writer.writerows([f"S {i}", str(i), "", name, "A"] for i, name in enumerate(names))
-    assert (
-        autograder(flow.root, "lms", "canvas", "--roster", str(roster), "--to", "x.csv").returncode
-        == 2
-    )
+    unnamed = autograder(flow.root, "lms", "canvas", "--roster", str(roster), "--to", "x.csv")
+    assert unnamed.returncode == 2
+    assert "e.g. `autograder lms canvas numpy_memory_2`" in unnamed.stderr, unnamed.stderr
     canvas = autograder(
         flow.root, "lms", "canvas", SECOND, "--roster", str(roster), "--to", str(tmp_path / "c.csv")
     )
