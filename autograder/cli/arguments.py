@@ -28,15 +28,21 @@ def add_assignment(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assignment", help="the assignment, as an option (as nbgrader's)")
 
 
-def assignment(args: argparse.Namespace) -> str:
-    """The assignment the command works on (see :func:`add_assignment`)."""
+def named_assignment(args: argparse.Namespace) -> str | None:
+    """The assignment named on the command line, either way; None when none was."""
     named = {name for name in (args.assignment_name, args.assignment) if name}
     if len(named) > 1:
         raise ValueError(f"Two assignments named: {' and '.join(sorted(named))}: give one.")
+    return named.pop() if named else None
+
+
+def assignment(args: argparse.Namespace) -> str:
+    """The assignment the command works on (see :func:`add_assignment`)."""
+    given = named_assignment(args)
     # The command as typed, for the sentence that asks which: `gradescope build`, `lms canvas`.
     words = [getattr(args, name, None) for name in ("command", "action", "platform")]
     command = " ".join(word for word in words if isinstance(word, str)) or "grade"
-    return choose_assignment(course_root(args), named.pop() if named else None, command)
+    return choose_assignment(course_root(args), given, command)
 
 
 def byte_size(text: str) -> int:

@@ -16,6 +16,7 @@ from autograder.cli.arguments import (
     assignment,
     byte_size,
     course_root,
+    named_assignment,
     positive,
 )
 from autograder.course import Course
@@ -129,7 +130,9 @@ def _hub_student_config(args: argparse.Namespace) -> int:
 def _hub_grade(args: argparse.Namespace) -> int:
     from autograder.hub.grading_service import ALLOWED_OPTIONS, request_grading
 
-    args.assignment = assignment(args)  # the course's only one, or the one named
+    # Only what was named: the service chooses the course's only one itself, as root. The
+    # caller may not read source/ (a student asking is refused by the service, not here).
+    args.assignment = named_assignment(args)
     options: list[str] = []
     for option, takes_value in ALLOWED_OPTIONS.items():
         value = getattr(args, option.removeprefix("--").replace("-", "_"))
