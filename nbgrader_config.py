@@ -22,6 +22,8 @@ c.CourseDirectory.root = str(ROOT)
 c.CourseDirectory.db_url = f"sqlite:///{ROOT / 'gradebook.db'}"
 
 # nbgrader's own steps, with ours where they must go (the order, and why: autograder.pipeline).
+# The release says which assignment each notebook is and what its exercises are (autograder.exercises).
+c.GenerateAssignment.preprocessors = pipeline.RELEASE_STEPS
 c.Autograde.sanitize_preprocessors = pipeline.SANITIZE_STEPS
 c.Autograde.autograde_preprocessors = pipeline.AUTOGRADE_STEPS
 # A graded cell a student deleted is put back (and run), not silently scored 0.

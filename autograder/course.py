@@ -1,4 +1,9 @@
-"""Where things live in an nbgrader course directory, and how to run nbgrader in one."""
+"""Where things live in an nbgrader course directory, and how to run nbgrader in one.
+
+A course has any number of assignments, each a folder of ``source/`` (nbgrader's layout:
+``source/<assignment>/*.ipynb``). A command works on one: the one it is given, else the
+course's only one; a course with several must say which (:func:`choose_assignment`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,46 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ASSIGNMENT = "numpy_memory"
+from autograder import defaults
 
 
 class NbgraderError(RuntimeError):
     """An nbgrader command failed; the message carries the end of its log."""
+
+
+def assignments(root: Path) -> list[str]:
+    """The course's assignments: the folders of ``source/`` that hold notebooks."""
+    source = root / "source"
+    if not source.is_dir():
+        return []
+    return sorted(
+        folder.name
+        for folder in source.iterdir()
+        if folder.is_dir() and not folder.name.startswith(".") and any(folder.glob("*.ipynb"))
+    )
+
+
+def choose_assignment(root: Path, given: str | None = None, command: str = "grade") -> str:
+    """``given``, or the course's only assignment; ValueError naming them when the course has
+    several (or does not have ``given``), with how to name one to ``autograder command``."""
+    names = assignments(root)
+    if given:
+        if names and given not in names:
+            raise ValueError(
+                f"No assignment {given!r} in {root / 'source'} (it has: {', '.join(names)})."
+            )
+        return given
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise FileNotFoundError(
+            f"No assignment in {root / 'source'}: an assignment is a folder of source notebooks "
+            "(source/<assignment>/*.ipynb)."
+        )
+    raise ValueError(
+        f"This course has {len(names)} assignments ({', '.join(names)}): say which, as for "
+        f"nbgrader, e.g. `autograder {command} {names[-1]}` (or --assignment {names[-1]})."
+    )
 
 
 @dataclass(frozen=True)
@@ -21,13 +61,17 @@ class Course:
 
     ``workspace`` holds the grading side (submissions, graded copies, the
     gradebook) when it should stay apart from the instructor's own: the demo
-    grades its example students there.
+    grades its example students there. ``assignment`` defaults to the course's only one.
     """
 
     root: Path
-    assignment: str = ASSIGNMENT
+    assignment: str = ""
     workspace: Path | None = None
     extra_config: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.assignment:
+            object.__setattr__(self, "assignment", choose_assignment(self.root))
 
     @property
     def source(self) -> Path:
@@ -52,6 +96,11 @@ class Course:
     @property
     def feedback(self) -> Path:
         return self._grading_root / "feedback"
+
+    @property
+    def report_dir(self) -> Path:
+        """Where ``autograder grade`` reports on this assignment (one folder per assignment)."""
+        return self._grading_root / defaults.REPORT_DIR / self.assignment
 
     @property
     def gradebook(self) -> Path:

@@ -7,12 +7,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from jupyter_client.manager import KernelManager, start_new_kernel
 
 REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENT = "numpy_memory"  # the course's assignment, as source/ names it
 
 # pytest-timeout's limit for end-to-end tests (the ini's `timeout` is for the others). Their
 # module fixtures grade dozens of submissions inside the first test that uses them: the
@@ -30,6 +32,40 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+# Students the shared run writes itself: inputs too big, too old or oddly named to keep as files.
+HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name élève"
+
+
+@pytest.fixture(scope="session")
+def graded_examples(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, dict[str, Any]]:
+    """Every bundled example, hostile and broken submission (and three written here) graded
+    once by ``autograder grade`` with 2 workers: (course, run, {student: report as JSON}).
+    The grading tests, the class view and its browser test all read this one run."""
+    import nbformat
+
+    from autograder.course import Course
+    from autograder.demo.examples import Example, load_examples, write_submission
+    from autograder.grading.run import grade
+    from autograder.release import release
+    from tests.examples import EXAMPLE_FOLDERS
+
+    quiz, exercises = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
+    course = Course(copy_course(tmp_path_factory.mktemp("course")))
+    release(course)
+    for folder in EXAMPLE_FOLDERS:
+        for example in load_examples(folder):
+            write_submission(example, course)
+    for student in (HUGE, OLD, ODD):
+        write_submission(Example(student, "", notebooks=(quiz,)), course)
+    huge = course.submitted / HUGE / course.assignment / f"{exercises}.ipynb"
+    huge.write_text(" " * (21 * 2**20) + "{}")
+    old = course.submitted / OLD / course.assignment / f"{quiz}.ipynb"
+    nbformat.write(nbformat.convert(nbformat.read(old, as_version=4), 3), old, version=3)
+    run = grade(course, workers=2, cell_timeout=5, progress=False)
+    # The reports as report.json has them: the format instructors and platforms read.
+    return course, run, {student.student: student.to_json() for student in run.students}
 
 
 def copy_course(target: Path) -> Path:

@@ -7,13 +7,42 @@ from collections.abc import Callable
 from pathlib import Path
 
 from autograder import defaults, limits
-from autograder.course import find_course_root
+from autograder.course import choose_assignment, find_course_root
 
 Commands = argparse._SubParsersAction  # the `autograder COMMAND` subparsers
 
 
 def course_root(args: argparse.Namespace) -> Path:
     return args.course_dir.resolve() if args.course_dir else find_course_root()
+
+
+def add_assignment(parser: argparse.ArgumentParser) -> None:
+    """The assignment, as nbgrader takes it: ``autograder grade numpy_memory`` or
+    ``--assignment numpy_memory``; default: the course's only one."""
+    parser.add_argument(
+        "assignment_name",
+        nargs="?",
+        metavar="ASSIGNMENT",
+        help="the assignment (default: the course's only one; name it when there are several)",
+    )
+    parser.add_argument("--assignment", help="the assignment, as an option (as nbgrader's)")
+
+
+def named_assignment(args: argparse.Namespace) -> str | None:
+    """The assignment named on the command line, either way; None when none was."""
+    named = {name for name in (args.assignment_name, args.assignment) if name}
+    if len(named) > 1:
+        raise ValueError(f"Two assignments named: {' and '.join(sorted(named))}: give one.")
+    return named.pop() if named else None
+
+
+def assignment(args: argparse.Namespace) -> str:
+    """The assignment the command works on (see :func:`add_assignment`)."""
+    given = named_assignment(args)
+    # The command as typed, for the sentence that asks which: `gradescope build`, `lms canvas`.
+    words = [getattr(args, name, None) for name in ("command", "action", "platform")]
+    command = " ".join(word for word in words if isinstance(word, str)) or "grade"
+    return choose_assignment(course_root(args), given, command)
 
 
 def byte_size(text: str) -> int:

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 from autograder import defaults
 from autograder.cli.arguments import (
     Commands,
+    add_assignment,
     add_time_limits,
+    assignment,
     byte_size,
     course_root,
+    named_assignment,
     positive,
 )
-from autograder.course import ASSIGNMENT, Course
+from autograder.course import Course
 
 if TYPE_CHECKING:
     from autograder.hub.instructor import HubSettings
@@ -27,19 +30,24 @@ def _demo(args: argparse.Namespace) -> int:
 
     return run_demo(
         course_root(args),
+        assignment=assignment(args),
         examples_dir=args.examples,
         workspace=args.workspace,
         workers=args.workers,
     )
 
 
+def _warn(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
 def _release(args: argparse.Namespace) -> int:
     from autograder.release import release
 
-    course = Course(course_root(args))
+    course = Course(course_root(args), assignment=assignment(args))
     if args.exchange is not None:
         return _release_to_exchange(course, args)
-    for path in release(course):
+    for path in release(course, force=args.force, warn=_warn):
         print(path.relative_to(course.root))
     return 0
 
@@ -54,8 +62,7 @@ def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
     from autograder.hub.instructor import release_to_exchange
 
     hub = _hub_settings(course, args)
-    warn = lambda line: print(f"warning: {line}", file=sys.stderr)  # noqa: E731
-    for path in release_to_exchange(course, hub, force=args.force, warn=warn):
+    for path in release_to_exchange(course, hub, force=args.force, warn=_warn):
         print(path.relative_to(course.root))
     print(f"Released {course.assignment} to {hub.exchange_root}/{hub.course_id}/outbound.")
     return 0
@@ -64,12 +71,14 @@ def _release_to_exchange(course: Course, args: argparse.Namespace) -> int:
 def _collect(args: argparse.Namespace) -> int:
     from autograder.hub.instructor import collect_submissions
 
-    course = Course(course_root(args), assignment=args.assignment)
-    warn = lambda line: print(f"warning: {line}", file=sys.stderr)  # noqa: E731
-    found = collect_submissions(course, _hub_settings(course, args), warn=warn)
+    course = Course(course_root(args), assignment=assignment(args))
+    found = collect_submissions(course, _hub_settings(course, args), warn=_warn)
     for submission in found:
         print(f"{submission.student}: submitted {submission.timestamp}")
-    print(f"{len(found)} students in {course.submitted}; grade them with `autograder grade`.")
+    print(
+        f"{len(found)} students in {course.submitted}/<student>/{course.assignment}/; grade "
+        f"them with `autograder grade {course.assignment}`."
+    )
     return 0
 
 
@@ -78,7 +87,7 @@ def _feedback(args: argparse.Namespace) -> int:
     feedback (through the course's HideHiddenTests) released to the exchange."""
     from autograder.student.feedback import write_feedback
 
-    course = Course(course_root(args), assignment=args.assignment)
+    course = Course(course_root(args), assignment=assignment(args))
     pages = write_feedback(course, report_dir=args.report, out_dir=args.out, students=args.student)
     for page in pages:
         print(page)
@@ -121,6 +130,9 @@ def _hub_student_config(args: argparse.Namespace) -> int:
 def _hub_grade(args: argparse.Namespace) -> int:
     from autograder.hub.grading_service import ALLOWED_OPTIONS, request_grading
 
+    # Only what was named: the service chooses the course's only one itself, as root. The
+    # caller may not read source/ (a student asking is refused by the service, not here).
+    args.assignment = named_assignment(args)
     options: list[str] = []
     for option, takes_value in ALLOWED_OPTIONS.items():
         value = getattr(args, option.removeprefix("--").replace("-", "_"))
@@ -193,7 +205,7 @@ def _grade(args: argparse.Namespace) -> int:
     from autograder.grading.report import not_graded_summary, summary_table
     from autograder.grading.run import grade
 
-    course = Course(course_root(args), assignment=args.assignment)
+    course = Course(course_root(args), assignment=assignment(args))
     warning = _unprotected()
     if warning is not None:  # before anything runs: the instructor decides whether to go on
         print(warning, flush=True)
@@ -220,8 +232,15 @@ def _grade(args: argparse.Namespace) -> int:
     print(summary_table(run))
     resumed = f", {len(run.skipped)} unchanged and kept from before" if run.skipped else ""
     print(
-        f"\n{len(run.students)} students in {run.seconds:.1f} s{resumed}. Report: {run.report_path}"
+        f"\n{course.assignment}: {len(run.students)} students in {run.seconds:.1f} s{resumed}. "
+        f"Report: {run.report_path}"
     )
+    if run.missing:
+        print(
+            f"Missing (no submission of {course.assignment}; not graded, no gradebook row): "
+            f"{', '.join(run.missing)}"
+        )
+    print(f"What the class missed, per exercise: {run.report_dir / 'class.html'}")
     print(run.sandbox.get("line", ""))
     problem = not_graded_summary(run)
     if problem:
@@ -239,7 +258,7 @@ def _add_hub_commands(commands: Commands) -> None:
         ),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("--assignment", default=ASSIGNMENT, help=f"(default: {ASSIGNMENT})")
+        add_assignment(command)
         command.add_argument(
             "--exchange",
             type=Path,
@@ -330,6 +349,7 @@ def _add_release_commands(commands: Commands) -> None:
         "demo",
         help="release the assignment and grade the example submissions in tests/examples/ (the default)",
     )
+    add_assignment(demo)
     demo.add_argument(
         "--examples",
         type=Path,
@@ -345,7 +365,10 @@ def _add_release_commands(commands: Commands) -> None:
     )
     demo.set_defaults(run=_demo)
 
-    release = commands.add_parser("release", help="generate release/ from source/ with nbgrader")
+    release = commands.add_parser(
+        "release", help="generate release/<assignment>/ from source/<assignment>/ with nbgrader"
+    )
+    add_assignment(release)
     release.add_argument(
         "--exchange",
         nargs="?",
@@ -355,7 +378,11 @@ def _add_release_commands(commands: Commands) -> None:
     )
     _add_exchange_options(release)
     release.add_argument(
-        "--force", action="store_true", help="replace the assignment already on the exchange"
+        "--force",
+        action="store_true",
+        help="replace the assignment already on the exchange; and when cells or notebooks were "
+        "added or removed after students submitted (nbgrader refuses that), first remove those "
+        "submissions' grades from the gradebook (release without it says what it would cost)",
     )
     release.set_defaults(run=_release)
 
@@ -363,9 +390,7 @@ def _add_release_commands(commands: Commands) -> None:
 def _add_grade_options(grade: argparse.ArgumentParser, *, service: bool) -> None:
     """`autograder grade`'s options; ``service``: those the hub's grading service takes
     (autograder.hub.grading_service.ALLOWED_OPTIONS: not --report, not --scheduler)."""
-    grade.add_argument(
-        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
-    )
+    add_assignment(grade)
     grade.add_argument(
         "--workers", type=positive, help="parallel workers (default: the machine's cores)"
     )
@@ -375,7 +400,9 @@ def _add_grade_options(grade: argparse.ArgumentParser, *, service: bool) -> None
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
     if not service:
         grade.add_argument(
-            "--report", type=Path, help=f"report folder (default: {defaults.REPORT_DIR}/)"
+            "--report",
+            type=Path,
+            help=f"report folder (default: {defaults.REPORT_DIR}/<assignment>/)",
         )
     grade.add_argument(
         "--memory-limit", type=byte_size, help="memory per student kernel, e.g. 3G (default: 3G)"
@@ -412,15 +439,18 @@ def _add_grading_commands(commands: Commands) -> None:
     feedback = commands.add_parser(
         "feedback", help="write each graded student's feedback page (HTML) from the report"
     )
-    feedback.add_argument(
-        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
-    )
+    add_assignment(feedback)
     feedback.add_argument("--student", action="append", help="only this student (repeatable)")
     feedback.add_argument(
-        "--report", type=Path, help=f"the grading report folder (default: {defaults.REPORT_DIR}/)"
+        "--report",
+        type=Path,
+        help=f"the grading report folder (default: {defaults.REPORT_DIR}/<assignment>/)",
     )
     feedback.add_argument(
-        "--out", type=Path, help="where the pages go (default: feedback-pages/ in the course)"
+        "--out",
+        type=Path,
+        help="where the pages go, one <student>.html each (default: the report folder's "
+        f"feedback/, {defaults.REPORT_DIR}/<assignment>/feedback/)",
     )
     feedback.add_argument(
         "--exchange",

@@ -7,8 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from autograder import defaults
-from autograder.cli.arguments import Commands, byte_size, course_root, positive
-from autograder.course import ASSIGNMENT, Course
+from autograder.cli.arguments import (
+    Commands,
+    add_assignment,
+    assignment,
+    byte_size,
+    course_root,
+    positive,
+)
+from autograder.course import Course, assignments
 
 
 def _container(args: argparse.Namespace, default: Any) -> Any:
@@ -28,14 +35,16 @@ def _gradescope(args: argparse.Namespace) -> int:
         return gradescope.run_gradescope(
             args.root or gradescope.DEFAULT_ROOT, material=args.material
         )
+    name = assignment(args)
+    out = args.out or Path(f"{name}-gradescope.zip")
     built = gradescope.build_gradescope(
         course_root(args),
-        out=args.out,
-        assignment=args.assignment,
+        out=out,
+        assignment=name,
         hidden_visibility=args.hidden_visibility,
         limits=_container(args, gradescope.DEFAULT_LIMITS),
     )
-    print("\n".join(built.files) + f"\n{len(built.files)} files in {args.out}\n")
+    print("\n".join(built.files) + f"\n{len(built.files)} files in {out} ({name})\n")
     print(built.summary())
     return 0
 
@@ -47,21 +56,23 @@ def _prairielearn(args: argparse.Namespace) -> int:
         return prairielearn.run_prairielearn(
             args.root or prairielearn.DEFAULT_ROOT, material=args.material
         )
+    name = assignment(args)
+    out = args.out or Path(f"{name}-prairielearn")
     names = prairielearn.build_prairielearn(
         course_root(args),
-        out=args.out,
-        assignment=args.assignment,
+        out=out,
+        assignment=name,
         image=args.image,
         limits=_container(args, prairielearn.DEFAULT_LIMITS),
     )
-    print("\n".join(names) + f"\n{len(names)} files in {args.out}")
+    print("\n".join(names) + f"\n{len(names)} files in {out} ({name})")
     return 0
 
 
 def _add_platforms(commands: Commands) -> None:
     for name, root, out, container in (
-        ("gradescope", "/autograder", "autograder.zip", "768M, 600 s"),
-        ("prairielearn", "/grade", "prairielearn", "2G, 300 s"),
+        ("gradescope", "/autograder", "<assignment>-gradescope.zip", "768M, 600 s"),
+        ("prairielearn", "/grade", "<assignment>-prairielearn/", "2G, 300 s"),
     ):
         platform = commands.add_parser(
             name, help=f"grade on {name.title()}: build its files, or run in its container"
@@ -70,10 +81,8 @@ def _add_platforms(commands: Commands) -> None:
         build = actions.add_parser(
             "build", help=f"write {out} (the course material never reaches a student)"
         )
-        build.add_argument("--out", type=Path, default=Path(out), help=f"where (default: {out})")
-        build.add_argument(
-            "--assignment", default=ASSIGNMENT, help=f"assignment (default: {ASSIGNMENT})"
-        )
+        add_assignment(build)
+        build.add_argument("--out", type=Path, help=f"where (default: {out})")
         build.add_argument(
             "--memory",
             type=byte_size,
@@ -113,12 +122,12 @@ def _lms(args: argparse.Namespace) -> int:
     from autograder.platforms.grades import Policy
     from autograder.platforms.lms import export_canvas, export_moodle
 
-    course = Course(course_root(args), assignment=args.assignment)
+    course = Course(course_root(args), assignment=_lms_assignment(args))
     common = {
         "gradebook": args.gradebook or course.gradebook,
         "to": args.to,
-        "assignment": args.assignment,
-        "report_dir": args.report or course.root / defaults.REPORT_DIR,
+        "assignment": course.assignment,
+        "report_dir": args.report or course.report_dir,
         "title": args.title or "",
         "policy": Policy(missing=args.missing, flagged=args.flagged, ungradable=args.ungradable),
         "students": args.student or (),
@@ -135,6 +144,22 @@ def _lms(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _lms_assignment(args: argparse.Namespace) -> str:
+    """The assignment to export: named, else the course's only one, else (a course folder
+    without source/) the gradebook's only one."""
+    from nbgrader.api import Gradebook
+
+    from autograder.platforms.lms import gradebook_assignment
+
+    if args.assignment_name or args.assignment or assignments(course_root(args)):
+        return assignment(args)
+    gradebook = args.gradebook or course_root(args) / "gradebook.db"
+    if not gradebook.is_file():
+        raise FileNotFoundError(f"No gradebook at {gradebook}: grade first, or pass --gradebook.")
+    with Gradebook(f"sqlite:///{gradebook.resolve()}") as opened:
+        return gradebook_assignment(opened, None)
+
+
 def _add_lms(commands: Commands) -> None:
     """``autograder lms canvas|moodle``: the gradebook as a learning platform's import CSV."""
     from autograder.platforms.canvas import MATCH_COLUMNS
@@ -143,12 +168,12 @@ def _add_lms(commands: Commands) -> None:
 
     shared = argparse.ArgumentParser(add_help=False)
     shared.add_argument("--to", type=Path, required=True, help="the CSV file to write")
-    shared.add_argument(
-        "--assignment", default=ASSIGNMENT, help=f"assignment name (default: {ASSIGNMENT})"
-    )
+    add_assignment(shared)
     shared.add_argument("--gradebook", type=Path, help="gradebook.db (default: the course's)")
     shared.add_argument(
-        "--report", type=Path, help=f"autograder grade's report (default: {defaults.REPORT_DIR}/)"
+        "--report",
+        type=Path,
+        help=f"autograder grade's report (default: {defaults.REPORT_DIR}/<assignment>/)",
     )
     shared.add_argument("--title", help="the grade column's title (default: the assignment)")
     shared.add_argument("--student", action="append", help="only this student (repeatable)")

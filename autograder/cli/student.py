@@ -14,7 +14,7 @@ def _check(args: argparse.Namespace) -> int:
     prestart()  # the kernels' modules are imported, in a process of their own, meanwhile
     from autograder.student.check import run_check
 
-    return run_check(args.notebook)
+    return run_check(args.notebook, assignment=args.assignment)
 
 
 def add_commands(commands: Commands) -> None:
@@ -26,6 +26,11 @@ def add_commands(commands: Commands) -> None:
         "notebook",
         nargs="*",
         type=Path,
-        help="the notebooks to check (default: the assignment's notebooks in this folder)",
+        help="the notebooks to check (default: the notebooks with tests in this folder)",
+    )
+    check.add_argument(
+        "--assignment",
+        help="the assignment the notebooks must belong to (default: this folder's, when it is "
+        "an assignment's folder as nbgrader fetches it; each notebook says which it is)",
     )
     check.set_defaults(run=_check)

@@ -152,6 +152,7 @@ def _shown(folder: Path, root: Path) -> str:
 def run_demo(
     root: Path,
     *,
+    assignment: str = "",
     examples_dir: Path | None = None,
     workspace: Path | None = None,
     workers: int | None = None,
@@ -161,7 +162,7 @@ def run_demo(
     workspace = (workspace or root / "grading-demo").resolve()
     shutil.rmtree(workspace, ignore_errors=True)  # the demo's own folder: always start clean
     workspace.mkdir(parents=True)
-    course = Course(root, workspace=workspace)
+    course = Course(root, assignment=assignment, workspace=workspace)
 
     released = release(course)
     print(f"Released {len(released)} notebooks into {course.release.relative_to(root)}/")
@@ -181,5 +182,7 @@ def run_demo(
     ]
     for name, wrong in problems:
         print(f"\n{name} does not match its golden result:\n  " + "\n  ".join(wrong))
-    print(f"\nGradebook: {course.gradebook}\nReport: {workspace / 'report' / 'report.json'}")
+    report = workspace / "report"
+    print(f"\nGradebook: {course.gradebook}\nReport: {report / 'report.json'}")
+    print(f"What the class missed, per exercise: {report / 'class.html'}")
     return 1 if problems else 0

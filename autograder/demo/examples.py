@@ -7,15 +7,15 @@ means every example follows the source when the assignment changes, and a
 reader sees at a glance what the student did wrong::
 
     description = "Keeps a slice: the view holds the whole array alive."
-    notebooks = ["04_exercises_free_and_budget_memory"]
+    notebooks = ["01_exercise_free_a_sorted_copy"]
 
     [cells]
-    ex2_keep_and_free = '''
+    ex9_sort = '''
     <the student's cell, as they wrote it>
     '''
 
     [expected]      # grade_id = score; every other graded cell scores full marks
-    ex2_freed_test = 0
+    ex9_freed_test = 0
 
 A hostile example adds the status and integrity flags it must get::
 
@@ -25,6 +25,12 @@ A hostile example adds the status and integrity flags it must get::
 
 Tampering with locked cells goes in ``[locked_cells]`` (grade_id = source) and
 ``deleted_cells = [grade_id, ...]``.
+
+What the class view (``autograder.grading.class_view``) must count it under, per exercise it
+loses points in (``"*"``: every one), as the instructor's class page words it::
+
+    [class_view]
+    ex9 = ["a view"]
 
 A broken one adds files written as they are (a corrupt notebook, a stray
 script), and the status and reason those files must get::
@@ -68,6 +74,8 @@ class Example:
     status: str = "graded"  # the grading status it must get (see autograder.records.STATUSES)
     reason: str = ""  # words the status's reason must contain
     flags: tuple[str, ...] = ()  # the integrity flags it must raise: () means never flagged
+    # exercise key (or "*") -> the causes the class view must count it under where it loses points
+    class_view: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def expected_score(self, cell: str, max_score: float) -> float:
         return self.expected.get(cell, self.expected.get(ALL_CELLS, max_score))
@@ -93,6 +101,9 @@ def load_examples(folder: Path) -> list[Example]:
                 status=spec.get("outcome", {}).get("status", "graded"),
                 reason=spec.get("outcome", {}).get("reason", ""),
                 flags=tuple(spec.get("outcome", {}).get("flags", ())),
+                class_view={
+                    key: tuple(causes) for key, causes in spec.get("class_view", {}).items()
+                },
             )
         )
     return examples

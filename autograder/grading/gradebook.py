@@ -10,11 +10,13 @@ from datetime import datetime
 from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
+from autograder.exercises import exercise_of
+
 
 @dataclass(frozen=True)
 class CellScore:
     notebook: str
-    cell: str  # the test cell's grade_id, e.g. "ex2_freed_test"
+    cell: str  # the test cell's grade_id, e.g. "ex9_freed_test"
     score: float
     max_score: float
 
@@ -56,9 +58,10 @@ def submission_time(db_url: str, assignment: str, student: str) -> SubmissionTim
         )
 
 
-def exercise_of(cell: str) -> str:
-    """'ex2_freed_test' -> 'ex2'; 'q3_test' -> 'quiz'."""
-    prefix = cell.split("_", 1)[0]
+def score_column(cell: str) -> str:
+    """The score table's column of a test cell: its exercise ('ex9_freed_test' -> 'ex9'),
+    and one 'quiz' column for all quiz questions ('q12_test': a q and a number)."""
+    prefix = exercise_of(cell)
     return "quiz" if prefix.startswith("q") and prefix[1:].isdigit() else prefix
 
 
@@ -66,8 +69,8 @@ def exercise_totals(scores: list[CellScore]) -> dict[str, tuple[float, float]]:
     """Sum cell scores per exercise: {'quiz': (7.0, 8.0), 'ex1': (3.0, 3.0), ...}."""
     totals: dict[str, tuple[float, float]] = {}
     for cell in scores:
-        got, out_of = totals.get(exercise_of(cell.cell), (0.0, 0.0))
-        totals[exercise_of(cell.cell)] = (got + cell.score, out_of + cell.max_score)
+        got, out_of = totals.get(score_column(cell.cell), (0.0, 0.0))
+        totals[score_column(cell.cell)] = (got + cell.score, out_of + cell.max_score)
     return totals
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import Course
+from autograder.exercises import Exercise
+from autograder.grading.class_view import class_page, class_view
 from autograder.grading.gradebook import CellScore, cell_scores, submission_time
 from autograder.grading.staging import StagedSubmission
 from autograder.grading.table import format_table, points
@@ -38,6 +40,8 @@ class GradingRun:
     report_dir: Path
     students: list[StudentReport] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already graded, resumed
+    # The course's students who did not submit this assignment: not graded, no gradebook row.
+    missing: list[str] = field(default_factory=list)
     seconds: float = 0.0
     limits: TimeLimits | None = None
     worst_case_seconds: float = 0.0  # the longest the run could have taken, known before it
@@ -209,8 +213,12 @@ def save_student(run: GradingRun, report: StudentReport) -> None:
     partial.replace(path)  # whole or absent, even if the run is killed mid-write
 
 
-def write_reports(run: GradingRun, assignment: str, workers: int) -> None:
-    """report.json (every student) and totals.csv (one row each)."""
+def write_reports(
+    run: GradingRun, assignment: str, workers: int, exercises: dict[str, list[Exercise]]
+) -> None:
+    """report.json (every student), totals.csv (one row each) and class.html (what the class
+    missed, per exercise of ``exercises``: autograder.grading.class_view)."""
+    view = class_view(run.students, exercises)
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "assignment": assignment,
@@ -221,8 +229,11 @@ def write_reports(run: GradingRun, assignment: str, workers: int) -> None:
         "limits": run.limits.to_json() if run.limits else {},
         "sandbox": run.sandbox,
         "students": [student.to_json() for student in run.students],
+        "missing": run.missing,
+        "class": view,
     }
     run.report_path.write_text(json.dumps(report, indent=1))
+    (run.report_dir / "class.html").write_text(class_page(assignment, view))
     with (run.report_dir / "totals.csv").open("w", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["student", "score", "max_score", "status", "flags"])

@@ -1,6 +1,7 @@
 """The grading command: every submission, in parallel, protected, resumable.
 
-For each student in ``submitted/<student>/<assignment>/``:
+For each student in ``submitted/<student>/<assignment>/`` (a student with submissions of other
+assignments only is "missing" for this one: listed in the report, never graded or recorded):
 
 1. stage: read every file; what cannot be graded gets a status and a reason
    (autograder.grading.staging), the rest is copied to a staging folder;
@@ -44,8 +45,8 @@ from typing import Any
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder import defaults
 from autograder.course import Course
+from autograder.exercises import course_exercises
 from autograder.grading import stopping
 from autograder.grading.errors import GradingError, SandboxRefused
 from autograder.grading.plots import PlotsInBackground
@@ -170,7 +171,7 @@ def _grade(
     sandbox: str | None,
 ) -> GradingRun:
     started = time.monotonic()
-    report_dir = (report_dir or course.root / defaults.REPORT_DIR).resolve()
+    report_dir = (report_dir or course.report_dir).resolve()
     overrides = overrides_for(course, report_dir, memory_bytes, timing)
     time_limits = time_limits_for(course, overrides)
     notebooks = _assignment_notebooks(course)
@@ -192,7 +193,7 @@ def _grade(
     if announce is not None:
         announce(line)
     run = GradingRun(report_dir, limits=time_limits, sandbox={**protection.to_json(), "line": line})
-    names = _students(course, students)
+    names, run.missing = _students(course, students)
     recorded: list[str] = []  # students this run graded and saved
     bar: _Progress | None = None
     drawer = PlotsInBackground(report_dir / "memory")
@@ -258,7 +259,7 @@ def _grade(
             bar.close()
     run.students.sort(key=lambda s: s.student)
     run.seconds = round(time.monotonic() - started, 2)
-    write_reports(run, course.assignment, workers)
+    write_reports(run, course.assignment, workers, course_exercises(course))
     return run
 
 
@@ -278,18 +279,28 @@ def _assignment_notebooks(course: Course) -> dict[str, float]:
         return {notebook.name: float(notebook.max_score) for notebook in assignment.notebooks}
 
 
-def _students(course: Course, only: list[str] | None) -> list[str]:
+def _students(course: Course, only: list[str] | None) -> tuple[list[str], list[str]]:
+    """(the students who submitted the assignment, or ``only`` those; the course's other
+    students, who did not: in ``submitted/`` for another assignment, or in the gradebook)."""
     if not course.submitted.is_dir():
         raise GradingError(f"No submissions folder at {course.submitted}.")
-    found = sorted(
+    everyone = {
         p.name for p in course.submitted.iterdir() if p.is_dir() and not p.name.startswith(".")
-    )
+    }
+    with Gradebook(course.db_url) as gradebook:
+        everyone |= {student.id for student in gradebook.students}
+    found = sorted(s for s in everyone if (course.submitted / s / course.assignment).is_dir())
+    missing = sorted(everyone - set(found))
     if only:
         unknown = sorted(set(only) - set(found))
         if unknown:
-            raise GradingError(f"No submission for: {', '.join(unknown)} (in {course.submitted}).")
+            raise GradingError(
+                f"No submission of {course.assignment} for: {', '.join(unknown)} (in "
+                f"{course.submitted}/<student>/{course.assignment}/)."
+            )
         found = [s for s in found if s in only]
-    return found
+        missing = []
+    return found, missing
 
 
 def _stage_all(

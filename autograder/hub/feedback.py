@@ -20,7 +20,6 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 
-from autograder import defaults
 from autograder.course import Course
 
 # What release_feedback reads beside the pages (the submission's timestamp and secret).
@@ -46,7 +45,7 @@ def max_scores(course: Course) -> dict[str, float]:
 
 def _reasons(course: Course, student: str) -> dict[str, str]:
     """notebook -> "status: reason" from the student's grading report, if there is one."""
-    path = course.root / defaults.REPORT_DIR / "students" / f"{student}.json"
+    path = course.report_dir / "students" / f"{student}.json"
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -80,11 +80,12 @@ def release_to_exchange(
     then give ``inbound/`` the sticky bit (:func:`autograder.hub.exchange.protect_inbound`).
 
     ``force`` replaces an assignment already released (students who fetched it keep their
-    copy). Returns the released notebooks; ``warn`` gets what would expose submissions.
+    copy), and releases changed cells nbgrader would refuse (:func:`autograder.release.release`).
+    Returns the released notebooks; ``warn`` gets what would expose submissions.
     """
     check_exchange(hub.exchange_root)
     course = hub_course(course, hub)
-    notebooks = release(course)
+    notebooks = release(course, force=force, warn=warn)
     course.run_nbgrader("release_assignment", course.assignment, *(["--force"] if force else []))
     for warning in protect_inbound(hub.exchange_root / hub.course_id):
         if warn is not None:

@@ -145,7 +145,7 @@ class ProtectedExecute(Execute):
     evidence_dir = Unicode(
         "",
         help="Where each run's JSON record goes (<dir>/<student>/<notebook>.json); "
-        "default: grading-report/runs under the course root.",
+        "default: grading-report/<assignment>/runs under the course root.",
     ).tag(config=True)
     # nbclient's default ("graceful") asks the kernel to exit and polls for up to a second:
     # ~0.4 s of idle core per notebook. Nothing in a finished student kernel is worth an
@@ -593,4 +593,7 @@ class ProtectedExecute(Execute):
 
     def _default_evidence_dir(self, resources: Any) -> Path | None:
         coursedir = find_coursedir(self)
-        return Path(coursedir.root) / defaults.REPORT_DIR / "runs" if coursedir else None
+        if coursedir is None:
+            return None
+        assignment = resources.get("nbgrader", {}).get("assignment") or coursedir.assignment_id
+        return Path(coursedir.root) / defaults.REPORT_DIR / assignment / "runs"

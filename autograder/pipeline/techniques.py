@@ -3,7 +3,8 @@
 A technique the static read found (:data:`autograder.integrity.evidence.TECHNIQUES`) fails
 the tests of the exercise whose cells use it, and nothing else: it is not a flag, and no
 other exercise's test is distrusted for it. A cell belongs to the exercise of the nearest
-cell at or above it whose grade_id names one (``ex5_stats``, ``ex5_intro`` -> ``ex5``);
+cell at or above it whose grade_id names one (``ex9_stats``, ``ex9_intro`` -> ``ex9``:
+:func:`autograder.exercises.exercise_of`);
 code above the first exercise (beside the set-up) can serve any of them, so it counts for
 every exercise after it.
 """
@@ -12,12 +13,9 @@ from __future__ import annotations
 
 from nbformat import NotebookNode
 
+from autograder.exercises import exercise_of as _exercise
 from autograder.integrity.evidence import Evidence
 from autograder.notebook_cells import grade_id, is_test
-
-
-def _exercise(name: str) -> str:
-    return name.split("_", 1)[0]
 
 
 def sections(nb: NotebookNode) -> list[str]:

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
-from autograder.course import ASSIGNMENT
+from autograder.exercises import assignment_exercises
 from autograder.platforms.distribution import (
     build_wheel,
     interpreter_version,
@@ -48,7 +46,6 @@ from autograder.platforms.single_submission import (
     student_summary,
 )
 from autograder.platforms.visible import VisibleResult, not_run_results
-from autograder.student.assignment import exercise_of
 
 DEFAULT_ROOT = Path("/autograder")
 # Gradescope's default container: 768 MB (Docker's megabytes are MiB), half a CPU, 10 minutes.
@@ -133,16 +130,13 @@ class Outline:
 
     @classmethod
     def of(cls, source: Path) -> Outline:
-        hidden = hidden_test_ids(source)
-        points, exercises, graded = 0.0, set(), 0
-        for path in sorted(source.glob("*.ipynb")):
-            for cell in nbformat.read(path, as_version=4).cells:
-                meta = cell.metadata.get("nbgrader", {})
-                if cell.cell_type == "code" and meta.get("grade"):
-                    points += float(meta.get("points", 0))
-                    exercises.add((path.stem, exercise_of(meta["grade_id"])))
-                    graded += 1
-        return cls(points, len(exercises), graded, len(hidden))
+        exercises = [e for found in assignment_exercises(source).values() for e in found]
+        return cls(
+            sum(exercise.points for exercise in exercises),
+            len(exercises),
+            sum(len(exercise.tests) for exercise in exercises),
+            len(hidden_test_ids(source)),
+        )
 
     def describe(self, hidden_visibility: str) -> str:
         """The total to set in Gradescope, and what a student sees under each setting."""
@@ -194,7 +188,7 @@ def build_gradescope(
     course_root: Path,
     *,
     out: Path,
-    assignment: str = ASSIGNMENT,
+    assignment: str,
     hidden_visibility: str = "after_published",
     limits: ContainerLimits = DEFAULT_LIMITS,
 ) -> GradescopeBuild:
@@ -279,7 +273,9 @@ def gradescope_results(
         cells = {cell["grade_id"]: cell for cell in notebook["cells"]}
         exercises = visible.get(name, [])
         if notebook["status"] == "ungradable":  # it did not run: each check says why
-            exercises = not_run_results(name, list(cells), notebook_outcome(notebook))
+            exercises = not_run_results(
+                name, list(cells), notebook_outcome(notebook), result.exercises.get(name, [])
+            )
         for index, exercise in enumerate(exercises, start=1):
             tests.append(
                 {
@@ -296,7 +292,7 @@ def gradescope_results(
                     cell = cells.pop(grade_id)
                     shown = hidden_visibility if grade_id in result.hidden_tests else "visible"
                     tests.append(_graded_test(name, cell, f"{number}.{index}.{part}", shown))
-        for part, cell in enumerate(cells.values(), start=1):  # in no exercise the table knows
+        for part, cell in enumerate(cells.values(), start=1):  # in no exercise the notebook has
             shown = hidden_visibility if cell["grade_id"] in result.hidden_tests else "visible"
             tests.append(_graded_test(name, cell, f"{number}.{len(exercises) + 1}.{part}", shown))
     return {

@@ -22,7 +22,6 @@ from nbgrader.plugins import ExportPlugin
 from traitlets import Bool, Enum, Unicode
 
 from autograder import defaults
-from autograder.course import ASSIGNMENT
 from autograder.platforms.canvas import MATCH_COLUMNS, read_roster, write_canvas
 from autograder.platforms.grades import (
     CELL_CHOICES,
@@ -52,7 +51,7 @@ def export_canvas(
     gradebook: Path,
     roster: Path,
     to: Path,
-    assignment: str = ASSIGNMENT,
+    assignment: str,
     report_dir: Path | None = None,
     match: str = "sis_login_id",
     title: str = "",
@@ -72,7 +71,7 @@ def export_moodle(
     *,
     gradebook: Path,
     to: Path,
-    assignment: str = ASSIGNMENT,
+    assignment: str,
     report_dir: Path | None = None,
     identifier: str = "username",
     title: str = "",
@@ -96,6 +95,20 @@ def export_moodle(
     )
 
 
+def gradebook_assignment(gradebook: Gradebook, given: str | None) -> str:
+    """``given``, or the gradebook's only assignment; ValueError naming them when it has
+    several (the export has one grade column)."""
+    if given:
+        return given
+    names = sorted(a.name for a in gradebook.assignments)
+    if len(names) == 1:
+        return names[0]
+    raise ValueError(
+        f"The gradebook has {len(names)} assignments ({', '.join(names) or 'none'}): name one "
+        "(`autograder lms canvas NAME`, or nbgrader export's --assignment NAME)."
+    )
+
+
 class _PlatformExport(ExportPlugin):
     """What both platform exporters share: the report, the title, the cell policy."""
 
@@ -103,7 +116,8 @@ class _PlatformExport(ExportPlugin):
 
     report_dir = Unicode(
         defaults.REPORT_DIR,
-        help="autograder grade's report folder (flags, ungradable notebooks); relative to the course",
+        help="autograder grade's report folder (flags, ungradable notebooks), relative to the "
+        "course (default: grading-report/<assignment>)",
     ).tag(config=True)
     title = Unicode("", help="the grade column's title (default: the assignment name)").tag(
         config=True
@@ -123,14 +137,14 @@ class _PlatformExport(ExportPlugin):
     def _options(self, gradebook: Gradebook) -> tuple[Grades, Path, Policy]:
         if len(self.assignment) > 1:
             raise ValueError("export one assignment at a time: the file has one grade column")
-        names = [a.name for a in gradebook.assignments]
-        assignment = self.assignment[0] if self.assignment else ASSIGNMENT
-        if not self.assignment and ASSIGNMENT not in names and len(names) == 1:
-            assignment = names[0]
-        root = Path(getattr(getattr(self.parent, "coursedir", None), "root", "."))
-        grades = collect(
-            gradebook, assignment, root / self.report_dir, [str(s) for s in self.student]
+        assignment = gradebook_assignment(
+            gradebook, self.assignment[0] if self.assignment else None
         )
+        root = Path(getattr(getattr(self.parent, "coursedir", None), "root", "."))
+        report_dir = root / self.report_dir
+        if self.report_dir == defaults.REPORT_DIR:  # the default: the assignment's own folder
+            report_dir = report_dir / assignment
+        grades = collect(gradebook, assignment, report_dir, [str(s) for s in self.student])
         policy = Policy(missing=self.missing, flagged=self.flagged, ungradable=self.ungradable)
         return grades, Path(self.to or self.default_file), policy
 

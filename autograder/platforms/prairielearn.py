@@ -21,7 +21,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from autograder.course import ASSIGNMENT
 from autograder.platforms.distribution import (
     build_wheel,
     interpreter_version,
@@ -47,7 +46,14 @@ from autograder.platforms.single_submission import (
 )
 
 DEFAULT_ROOT = Path("/grade")
-GRADER_DIR = "numpy_memory_grader"  # under the course's serverFilesCourse/
+
+
+def grader_dir(assignment: str) -> str:
+    """The grader's folder in the course's serverFilesCourse/: one per assignment, so that a
+    course's questions for several assignments do not overwrite each other's."""
+    return f"{assignment}_grader"
+
+
 # PrairieLearn's hosts run a job with 2 GiB and about 0.9 CPU; its timeout is at most 600 s.
 DEFAULT_LIMITS = ContainerLimits(memory_bytes=2048 * MiB, seconds=300, cpus=0.9)
 MAX_TIMEOUT = 600
@@ -61,6 +67,12 @@ FALLBACK_RESULTS = {
     "your notebooks. Your instructor has the details; you may submit again later.",
 }
 
+
+def run_grader(folder: str) -> str:
+    """The entrypoint script of the grader in ``serverFilesCourse/<folder>/``."""
+    return RUN_GRADER.replace("GRADER_FOLDER", folder)
+
+
 RUN_GRADER = f"""\
 #!/usr/bin/env bash
 # PrairieLearn's entrypoint: grade /grade/student into /grade/results/results.json.
@@ -68,7 +80,7 @@ RUN_GRADER = f"""\
 set -uo pipefail
 ROOT="${{AUTOGRADER_ROOT:-/grade}}"
 BIN="${{AUTOGRADER_BIN:-autograder}}"
-"$BIN" prairielearn run "$ROOT" --material "$ROOT/serverFilesCourse/{GRADER_DIR}/course"
+"$BIN" prairielearn run "$ROOT" --material "$ROOT/serverFilesCourse/GRADER_FOLDER/course"
 status=$?
 if [ ! -s "$ROOT/results/results.json" ]; then
     echo "the grader exited with status $status and wrote no results: writing the fallback"
@@ -132,7 +144,7 @@ def build_prairielearn(
     course_root: Path,
     *,
     out: Path,
-    assignment: str = ASSIGNMENT,
+    assignment: str,
     image: str = "numpy-memory-autograder:latest",
     limits: ContainerLimits = DEFAULT_LIMITS,
 ) -> list[str]:
@@ -142,9 +154,10 @@ def build_prairielearn(
         raise ValueError(f"PrairieLearn's timeout is at most {MAX_TIMEOUT} s, not {limits.seconds}")
     limits.grading_options(1)  # too small or too short fails now
     python = interpreter_version()
+    folder = grader_dir(assignment)
     if out.exists() and any(out.iterdir()):
-        shutil.rmtree(out / "serverFilesCourse" / GRADER_DIR, ignore_errors=True)
-    grader = out / "serverFilesCourse" / GRADER_DIR
+        shutil.rmtree(out / "serverFilesCourse" / folder, ignore_errors=True)
+    grader = out / "serverFilesCourse" / folder
     files = prepare_material(
         course_root,
         grader / "course",
@@ -153,7 +166,7 @@ def build_prairielearn(
     )
     release_folder = grader / "course" / "release" / assignment
     notebooks = sorted(name for name, cells in expected_notebooks(release_folder).items() if cells)
-    (grader / "run_grader").write_text(RUN_GRADER)
+    (grader / "run_grader").write_text(run_grader(folder))
     (grader / "run_grader").chmod(0o755 | stat.S_IFREG)
     info = {
         "uuid": "REPLACE-WITH-A-NEW-UUID",
@@ -165,8 +178,8 @@ def build_prairielearn(
         "externalGradingOptions": {
             "enabled": True,
             "image": image,
-            "entrypoint": f"/grade/serverFilesCourse/{GRADER_DIR}/run_grader",
-            "serverFilesCourse": [f"{GRADER_DIR}/"],
+            "entrypoint": f"/grade/serverFilesCourse/{folder}/run_grader",
+            "serverFilesCourse": [f"{folder}/"],
             "timeout": limits.seconds,
             "enableNetworking": False,
         },
@@ -274,8 +287,8 @@ def run_prairielearn(root: Path = DEFAULT_ROOT, *, material: Path | None = None)
     instructor's log goes to stdout. Returns 0 once the results file is written (grader-host
     reads it only then), 1 when it could not be written."""
     started = time.monotonic()
-    material = material or root / "serverFilesCourse" / GRADER_DIR / "course"
     try:
+        material = material or _only_material(root)
         settings = read_settings(material)
         privacy = f"{lock_job_directory(root)}; {hide_material(material)}"
         data = _read_data(root)
@@ -295,6 +308,16 @@ def run_prairielearn(root: Path = DEFAULT_ROOT, *, material: Path | None = None)
         print(f"COULD NOT WRITE THE RESULTS: {error}", flush=True)
         return 1
     return 0
+
+
+def _only_material(root: Path) -> Path:
+    """The material of the job's one grader folder (info.json lists one per question)."""
+    found = sorted((root / "serverFilesCourse").glob("*_grader/course"))
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"{len(found)} grader folders in {root / 'serverFilesCourse'}: pass --material"
+        )
+    return found[0]
 
 
 def _read_data(root: Path) -> str:

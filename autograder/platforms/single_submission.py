@@ -32,7 +32,8 @@ import nbformat
 from nbgrader.preprocessors import ClearHiddenTests
 
 from autograder import defaults
-from autograder.course import ASSIGNMENT, Course
+from autograder.course import Course
+from autograder.exercises import Exercise, assignment_exercises
 from autograder.grading.run import grade
 from autograder.platforms.uploads import FIX_UPLOAD, Intake, take_notebooks
 from autograder.platforms.visible import VisibleResult, visible_results
@@ -109,6 +110,8 @@ class SubmissionResult:
     intake: Intake
     report: dict[str, Any] | None = None
     hidden_tests: set[str] = field(default_factory=set)  # grade_ids with hidden parts
+    # Each notebook's exercises, read from the instructor's notebooks in the material.
+    exercises: dict[str, list[Exercise]] = field(default_factory=dict)
     # Each exercise's visible part, as `autograder check` prints it (graded notebooks only).
     visible: list[VisibleResult] = field(default_factory=list)
     seconds: float = 0.0
@@ -123,7 +126,7 @@ class SubmissionResult:
 
 
 def prepare_material(
-    course_root: Path, out: Path, *, assignment: str = ASSIGNMENT, settings: dict[str, Any]
+    course_root: Path, out: Path, *, assignment: str, settings: dict[str, Any]
 ) -> list[Path]:
     """Write the course material the grader needs into ``out`` (made fresh): the course's
     ``nbgrader_config.py``, ``source/`` (hidden tests included), ``release/`` and the
@@ -212,6 +215,7 @@ def grade_upload(
         course = Course(tmp / "course", assignment=settings["assignment"])
         shutil.copytree(material, course.root, ignore=shutil.ignore_patterns(SETTINGS))
         result.hidden_tests = hidden_test_ids(course.source)
+        result.exercises = assignment_exercises(course.source)
         expected = expected_notebooks(course.release)
         result.intake = take_notebooks(
             upload, course.submitted / STUDENT / course.assignment, expected
@@ -233,7 +237,7 @@ def grade_upload(
             student_timeout=options["student_timeout"],
         )
         result.report = run.students[0].to_json()  # the report grade() also saved
-        result.visible = _visible(course, result.report)
+        result.visible = _visible(course, result.report, result.exercises)
     except Exception:  # the grader's failure must still become a results file
         result.error = traceback.format_exc()
     finally:
@@ -242,13 +246,16 @@ def grade_upload(
     return result
 
 
-def _visible(course: Course, report: dict[str, Any]) -> list[VisibleResult]:
+def _visible(
+    course: Course, report: dict[str, Any], exercises: dict[str, list[Exercise]]
+) -> list[VisibleResult]:
     """The visible verdicts of the notebooks that ran (read before the course is deleted)."""
     found = []
     for notebook in report["notebooks"]:
-        graded = course.autograded / STUDENT / course.assignment / f"{notebook['notebook']}.ipynb"
+        name = notebook["notebook"]
+        graded = course.autograded / STUDENT / course.assignment / f"{name}.ipynb"
         if notebook["cells"] and notebook["status"] != "ungradable" and graded.is_file():
-            found += visible_results(graded)
+            found += visible_results(graded, exercises.get(name, []))
     return found
 
 

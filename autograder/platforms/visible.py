@@ -7,7 +7,9 @@ A failure on a visible line is the visible part's verdict, with its message, as 
 check`` prints it (the released notebook holds the visible lines only, so it stops on the same
 line); a failure inside a hidden block means the visible part passed, and its message waits
 with the points. The grader's own verdicts (not trusted, not run, timed out, kernel died)
-apply to the whole test. Read from the graded notebooks, before the throw-away course goes.
+apply to the whole test. Read from the graded notebooks, before the throw-away course goes;
+the exercises (titles, test cells, what the hidden tests add) come from the instructor's
+notebooks (:mod:`autograder.exercises`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
+from autograder.exercises import Exercise, exercise_of
 from autograder.notebook_cells import grade_id, is_test
 from autograder.pipeline.verdicts import student_message
-from autograder.student.assignment import NOTEBOOKS, Exercise, exercise_of
 from autograder.student.check import _attempted  # "not attempted", as check says it
 from autograder.student.redact import BEGIN, END, GRADER_VERDICTS, hidden_lines, scrub
 
@@ -95,19 +97,17 @@ def visible_verdict(cell: NotebookNode, secret: set[str]) -> tuple[str, str]:
     return "passed", ""
 
 
-def _exercises(notebook: str, nb: NotebookNode) -> list[Exercise]:
-    """The notebook's exercises: the assignment's table, else its test cells by prefix."""
-    if notebook in NOTEBOOKS:
-        return list(NOTEBOOKS[notebook])
+def _by_prefix(tests: list[str]) -> list[Exercise]:
+    """Exercises of test cells the instructor's notebooks do not know: grouped by key."""
     grouped: dict[str, list[str]] = {}
-    for cell in nb.cells:
-        if cell.cell_type == "code" and is_test(cell):
-            grouped.setdefault(exercise_of(grade_id(cell) or ""), []).append(grade_id(cell) or "")
-    return [Exercise(key, key, tuple(tests), 0, "") for key, tests in grouped.items()]
+    for test in tests:
+        grouped.setdefault(exercise_of(test), []).append(test)
+    return [Exercise(key, key, tuple(cells), 0) for key, cells in grouped.items()]
 
 
-def visible_results(graded: Path) -> list[VisibleResult]:
-    """Each exercise of the graded notebook at ``graded`` (with its outputs), in order."""
+def visible_results(graded: Path, exercises: list[Exercise]) -> list[VisibleResult]:
+    """Each of ``exercises`` (the notebook's, read from the instructor's copy) in the graded
+    notebook at ``graded`` (with its outputs), in order."""
     nb = nbformat.read(graded, as_version=4)
     secret = hidden_lines(nb)
     verdicts = {
@@ -115,8 +115,10 @@ def visible_results(graded: Path) -> list[VisibleResult]:
         for cell in nb.cells
         if cell.cell_type == "code" and is_test(cell)
     }
+    known = {test for exercise in exercises for test in exercise.tests}
+    extra = _by_prefix([test for test in verdicts if test and test not in known])
     results = []
-    for exercise in _exercises(graded.stem, nb):
+    for exercise in [*exercises, *extra]:
         messages = []
         for test in exercise.tests:
             verdict, message = verdicts.get(test, ("failed", "this test cell is missing"))
@@ -139,22 +141,23 @@ def visible_results(graded: Path) -> list[VisibleResult]:
     return results
 
 
-def not_run_results(notebook: str, tests: list[str], why: str) -> list[VisibleResult]:
+def not_run_results(
+    notebook: str, tests: list[str], why: str, exercises: list[Exercise]
+) -> list[VisibleResult]:
     """The exercises of a notebook that did not run (not submitted, unreadable): each failed,
-    saying why."""
-    grouped: dict[str, list[str]] = {}
-    for test in tests:
-        grouped.setdefault(exercise_of(test), []).append(test)
-    known = {exercise.key: exercise for exercise in NOTEBOOKS.get(notebook, ())}
+    saying why. ``tests``: its graded cells; ``exercises``: the notebook's, as the instructor's
+    copy has them."""
+    known = [e for e in exercises if any(test in tests for test in e.tests)]
+    covered = {test for exercise in known for test in exercise.tests}
     return [
         VisibleResult(
             notebook,
-            key,
-            known[key].title if key in known else key,
-            tuple(cells),
+            exercise.key,
+            exercise.title,
+            tuple(test for test in exercise.tests if test in tests),
             "failed",
             [why],
-            known[key].hidden if key in known else "",
+            exercise.hidden,
         )
-        for key, cells in grouped.items()
+        for exercise in [*known, *_by_prefix([t for t in tests if t not in covered])]
     ]

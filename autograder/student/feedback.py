@@ -20,11 +20,10 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from autograder import defaults
 from autograder.course import Course
+from autograder.exercises import Exercise, course_exercises, exercise_of
 from autograder.grading.plots import plot_memory
 from autograder.records import StudentReport
-from autograder.student.assignment import NOTEBOOKS, exercise_of
 from autograder.student.redact import hidden_lines, redact_notebook, scrub
 
 # What happened to a notebook that did not simply run, and what the student can do about it.
@@ -90,8 +89,10 @@ def _verdicts(safe: NotebookNode | None) -> dict[str, str]:
     return verdicts
 
 
-def _exercise_rows(entry: dict[str, Any], safe: NotebookNode | None, secret: set[str]) -> str:
-    titles = {e.key: e.title for e in NOTEBOOKS.get(entry["notebook"], ())}
+def _exercise_rows(
+    entry: dict[str, Any], safe: NotebookNode | None, secret: set[str], exercises: list[Exercise]
+) -> str:
+    titles = {e.key: e.title for e in exercises}
     verdicts = _verdicts(safe)
     rows = []
     for cell in entry["cells"]:
@@ -153,7 +154,11 @@ def _memory_plot(report: dict[str, Any]) -> str:
 
 
 def _notebook_section(
-    course: Course, report: dict[str, Any], entry: dict[str, Any], secret: set[str]
+    course: Course,
+    report: dict[str, Any],
+    entry: dict[str, Any],
+    secret: set[str],
+    exercises: dict[str, list[Exercise]],
 ) -> str:
     graded = _graded_notebook(course, report["student"], entry["notebook"])
     safe = redact_notebook(graded) if graded is not None else None
@@ -167,14 +172,19 @@ def _notebook_section(
             f'<p class="status"><b>{_escape(status)}</b>{": " + _escape(reason) if reason else ""}. '
             f"{_escape(WHAT_TO_DO.get(status, ''))}</p>"
         )
-    parts.append(_exercise_rows(entry, safe, secret))
+    parts.append(_exercise_rows(entry, safe, secret, exercises.get(entry["notebook"], [])))
     if safe is not None:
         parts.append(f"<h3>Your cells</h3>{_student_cells(safe, secret)}")
     return "".join(parts)
 
 
-def feedback_page(course: Course, report: dict[str, Any]) -> str:
-    """One student's feedback page, as HTML."""
+def feedback_page(
+    course: Course, report: dict[str, Any], exercises: dict[str, list[Exercise]] | None = None
+) -> str:
+    """One student's feedback page, as HTML. ``exercises``: each notebook's, as the source
+    notebooks have them (read from ``course.source`` when not given)."""
+    if exercises is None:
+        exercises = course_exercises(course)
     entries = [entry for entry in report["notebooks"] if entry["cells"]]
     graded = [
         nb
@@ -182,7 +192,9 @@ def feedback_page(course: Course, report: dict[str, Any]) -> str:
         if (nb := _graded_notebook(course, report["student"], entry["notebook"])) is not None
     ]
     secret = _secret_lines(course, graded)
-    sections = "".join(_notebook_section(course, report, entry, secret) for entry in entries)
+    sections = "".join(
+        _notebook_section(course, report, entry, secret, exercises) for entry in entries
+    )
     title = f"Feedback for {report['student']}: {report['score']:g} / {report['max_score']:g}"
     return (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{_escape(title)}</title>'
@@ -192,6 +204,19 @@ def feedback_page(course: Course, report: dict[str, Any]) -> str:
     )
 
 
+def _same_assignment(course: Course, report_dir: Path) -> None:
+    """A report of another assignment never makes this one's pages."""
+    try:
+        graded = json.loads((report_dir / "report.json").read_text()).get("assignment")
+    except (OSError, ValueError):
+        return  # a run still going, or stopped: its students' files are this assignment's
+    if graded and graded != course.assignment:
+        raise ValueError(
+            f"The report in {report_dir} is for {graded}, not {course.assignment}: name the "
+            f"assignment (`autograder feedback {graded}`) or its report (--report)."
+        )
+
+
 def write_feedback(
     course: Course,
     *,
@@ -199,26 +224,30 @@ def write_feedback(
     out_dir: Path | None = None,
     students: list[str] | None = None,
 ) -> list[Path]:
-    """Write ``<out_dir>/<student>.html`` for every graded student (or ``students``);
-    default folders: ``grading-report/`` and ``grading-report/feedback/`` in the course."""
-    report_dir = (report_dir or course.root / defaults.REPORT_DIR).resolve()
+    """Write ``<out_dir>/<student>.html`` for every graded student (or ``students``) of the
+    course's assignment; default folders: the assignment's report folder
+    (``grading-report/<assignment>/``) and its ``feedback/``."""
+    report_dir = (report_dir or course.report_dir).resolve()
     out_dir = (out_dir or report_dir / "feedback").resolve()
     reports = sorted((report_dir / "students").glob("*.json"))
     if not reports:
         raise FileNotFoundError(
-            f"No graded students in {report_dir}: run `autograder grade` first."
+            f"No graded students of {course.assignment} in {report_dir}: run "
+            f"`autograder grade {course.assignment}` first."
         )
+    _same_assignment(course, report_dir)
     known = {path.stem for path in reports}
     unknown = sorted(set(students or ()) - known)
     if unknown:
         raise ValueError(f"No grading report for: {', '.join(unknown)} (in {report_dir}).")
     out_dir.mkdir(parents=True, exist_ok=True)
+    exercises = course_exercises(course)
     pages = []
     for path in reports:
         if students and path.stem not in students:
             continue
         report = json.loads(path.read_text())
         page = out_dir / f"{report['student']}.html"
-        page.write_text(feedback_page(course, report))
+        page.write_text(feedback_page(course, report, exercises))
         pages.append(page)
     return pages

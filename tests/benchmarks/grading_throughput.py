@@ -415,14 +415,14 @@ def compare_throughput(
         say(f"[{label}]   {result.ours[-1].seconds:.1f} s")
         # Read now: the Dask run grades the same course and overwrites these.
         scores[POOL] = read_scores(ours, ids, graded)
-        result.flagged[POOL] = our_flags(ours.root / "grading-report")
-        result.protected = unprotected(ours.root / "grading-report")
+        result.flagged[POOL] = our_flags(ours.report_dir)
+        result.protected = unprotected(ours.report_dir)
         if args.scheduler:
             say(f"[{label}]   autograder grade --scheduler {args.scheduler} ...")
             result.cluster.append(run_ours(ours, args.workers, args.scheduler))
             say(f"[{label}]   {result.cluster[-1].seconds:.1f} s")
             scores[DASK] = read_scores(ours, ids, graded)
-            result.flagged[DASK] = our_flags(ours.root / "grading-report")
+            result.flagged[DASK] = our_flags(ours.report_dir)
             result.travel = measure_travel(ours, ids)  # before the limit's runs write there
         say(f"[{label}]   the floor: bare kernels, prompt, on the autograded notebooks ...")
         floor, result.limit_notebooks = limit_timing(ours, ids, prompt=True)
@@ -616,7 +616,7 @@ def measure_travel(course: Course, students: list[str]) -> Travel:
     from autograder.grading.task import CourseBundle, StudentResult, StudentTask, staged_files
 
     bundle = CourseBundle.of(course)
-    report_dir = course.root / "grading-report"
+    report_dir = course.report_dir
     task_bytes, task_pickled, result_pickled = [], [], []
     for student in students:
         staged = staged_files(report_dir / "staged" / student / course.assignment)
@@ -665,7 +665,7 @@ def measure_growth(
         for name, scheduler in graders:
             say(f"[growth] {size} submissions: {name} ...")
             watch = run_ours(course, args.workers, scheduler)
-            our_flags(course.root / "grading-report")  # a notebook not graded: a BenchmarkError
+            our_flags(course.report_dir)  # a notebook not graded: a BenchmarkError
             say(f"[growth]   {watch.seconds:.1f} s")
             points.append(GrowthPoint(name, size, watch.seconds, watch.others))
         if not args.keep:  # the largest cohorts take room
@@ -700,7 +700,7 @@ def protected_times(course: Course, notebook: str, runs: int) -> tuple[list[floa
     students = [f"o{number:02d}-{notebook[:2]}" for number in range(1, runs + 1)]
     for student in students:
         write_submission(Example(name=student, description="", notebooks=(notebook,)), course)
-    report_dir = course.root / "grading-report"
+    report_dir = course.report_dir
     started = time.monotonic()
     run = grade(
         course,

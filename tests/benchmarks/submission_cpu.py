@@ -174,7 +174,7 @@ def in_worker(course: Course, students: list[str]) -> Parts:
     """Grade ``students`` (after one warm-up) the way a pool worker does, in this process."""
     instruments = Instruments()
     instruments.install()
-    report_dir = course.root / "grading-report"
+    report_dir = course.report_dir
     overrides = workers.overrides_for(course, report_dir, None, {})
     overrides["CourseDirectory"]["submitted_directory"] = "submitted"
     workers.decide_protection(course, overrides, None)

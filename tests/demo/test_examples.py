@@ -7,7 +7,7 @@ import pytest
 
 from autograder.course import Course
 from autograder.demo.examples import load_examples, write_submission
-from autograder.grading.gradebook import exercise_of
+from autograder.grading.gradebook import score_column
 from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
 from ..conftest import REPO
@@ -23,7 +23,7 @@ def test_named_by_outcome_and_expects_what_its_name_says(example):
     if example.name.startswith("fails-"):
         exercise = example.name.split("-")[1]
         assert example.expected, "a failing example must say which points it loses"
-        assert {exercise_of(cell) for cell in example.expected} == {exercise}
+        assert {score_column(cell) for cell in example.expected} == {exercise}
         assert all(score == 0 for score in example.expected.values())
 
 

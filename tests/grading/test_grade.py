@@ -8,17 +8,14 @@ import signal
 import subprocess
 import sys
 
-import nbformat
 import pytest
 
-from autograder.course import Course
-from autograder.demo.examples import Example, load_examples, write_submission
+from autograder.demo.examples import Example, load_examples
 from autograder.grading.gradebook import cell_scores
 from autograder.grading.run import grade
-from autograder.release import release
 from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
-from ..conftest import REPO, copy_course
+from ..conftest import HUGE, ODD, OLD, REPO
 from . import stopped_run
 
 pytestmark = pytest.mark.slow
@@ -27,29 +24,13 @@ EXAMPLES = load_examples(EXAMPLES_ROOT / "submissions")
 HOSTILE = load_examples(EXAMPLES_ROOT / "hostile")
 BROKEN = load_examples(EXAMPLES_ROOT / "broken")
 QUIZ, EXERCISES = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
-# Students the test writes itself: inputs too big, too old or oddly named to keep as files.
-HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name élève"
-
-
-def _write_generated(course: Course) -> None:
-    for student in (HUGE, OLD, ODD):
-        write_submission(Example(student, "", notebooks=(QUIZ,)), course)
-    huge = course.submitted / HUGE / course.assignment / f"{EXERCISES}.ipynb"
-    huge.write_text(" " * (21 * 2**20) + "{}")
-    old = course.submitted / OLD / course.assignment / f"{QUIZ}.ipynb"
-    nbformat.write(nbformat.convert(nbformat.read(old, as_version=4), 3), old, version=3)
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    course = Course(copy_course(tmp_path_factory.mktemp("course")))
-    release(course)
-    for example in EXAMPLES + HOSTILE + BROKEN:
-        write_submission(example, course)
-    _write_generated(course)
-    run = grade(course, workers=2, cell_timeout=5, progress=False)
-    # The reports as report.json has them: the format instructors and platforms read.
-    return course, run, {student.student: student.to_json() for student in run.students}
+def graded(graded_examples):
+    """Every bundled example, hostile and broken submission, graded once for the session
+    (tests/conftest.py: the class view and its browser test read the same run)."""
+    return graded_examples
 
 
 def _notebook(report: dict, name: str) -> dict:
@@ -238,7 +219,7 @@ def test_command_line_exit_codes(graded, tmp_path):
     unknown = subprocess.run(
         [*command, str(course.root), "grade", "--student", "nobody"], capture_output=True, text=True
     )
-    assert unknown.returncode == 2 and "No submission for: nobody" in unknown.stderr
+    assert unknown.returncode == 2 and "No submission of numpy_memory for: nobody" in unknown.stderr
 
 
 def test_every_bundled_example_gets_the_same_points_on_each_platform(graded):

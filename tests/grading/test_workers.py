@@ -9,6 +9,7 @@ from typing import Any
 
 from autograder.course import Course
 from autograder.grading.workers import grade_in_pool
+from tests.conftest import ASSIGNMENT
 
 
 def die_for_some(root: str, assignment: str, student: str, overrides: dict[str, Any]) -> str:
@@ -28,7 +29,7 @@ def test_a_dead_worker_costs_only_its_student_who_is_graded_again(tmp_path):
     students = ["dies-once", "a", "b", "dies-always", "c", "d", "e"]
     done: dict[str, tuple[str, bool]] = {}
     grade_in_pool(
-        Course(tmp_path),
+        Course(tmp_path, assignment=ASSIGNMENT),
         students,
         2,
         {},
@@ -48,7 +49,7 @@ def test_a_dead_worker_costs_only_its_student_who_is_graded_again(tmp_path):
 def test_a_task_that_raises_is_that_students_log(tmp_path):
     done: dict[str, tuple[str, bool]] = {}
     grade_in_pool(
-        Course(tmp_path),
+        Course(tmp_path, assignment=ASSIGNMENT),
         ["x", "y"],
         2,
         {},

@@ -25,9 +25,9 @@ import nbformat
 import pytest
 from nbgrader.utils import parse_utc
 
-from autograder.course import ASSIGNMENT, Course
+from autograder.course import Course
 from autograder.demo.examples import Example, load_examples, write_submission
-from tests.conftest import REPO, copy_course
+from tests.conftest import ASSIGNMENT, REPO, copy_course
 from tests.examples import EXAMPLES
 from tests.hub.unix_users import (
     VENV_BIN,
@@ -339,7 +339,7 @@ def test_release_submit_collect_grade_and_return_feedback(hub: Hub, tmp_path: Pa
     )
     assert graded.startswith("Not protected in this run: a dedicated uid"), graded[:500]
     assert f"the kernel runs as uid {instructor.uid}, like the grader" in graded, graded[:500]
-    report = json.loads((hub.course / "grading-report" / "report.json").read_text())
+    report = json.loads((hub.course / "grading-report" / ASSIGNMENT / "report.json").read_text())
     students = {student["student"]: student for student in report["students"]}
     assert set(students) == {hub.solved.name, hub.wrong.name}
     examples = {e.name: e for e in load_examples(EXAMPLES / "submissions")}

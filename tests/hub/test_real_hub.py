@@ -37,10 +37,9 @@ import nbformat
 import psutil
 import pytest
 
-from autograder.course import ASSIGNMENT
 from tests.browser import conftest as browser_fixtures
 from tests.browser.conftest import free_port
-from tests.conftest import REPO, copy_course
+from tests.conftest import ASSIGNMENT, REPO, copy_course
 from tests.hub.test_hub_flow import SOLVED, WRONG, Steps, answers, fill_in
 from tests.hub.unix_users import (
     VENV_BIN,

@@ -2,15 +2,16 @@
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder.course import ASSIGNMENT, Course
+from autograder.course import Course
 from autograder.release import release
 
-from ..conftest import REPO, copy_course
+from ..conftest import ASSIGNMENT, REPO, copy_course
 
 SOURCE = REPO / "source" / ASSIGNMENT
 RELEASE = REPO / "release" / ASSIGNMENT
@@ -73,3 +74,79 @@ def test_notebooks_are_stored_without_outputs(folder):
                 assert cell.outputs == [] and cell.execution_count is None, (
                     f"{path.name}: {cell.id}"
                 )
+
+
+def _add_test_cell(course: Course, notebook: str, grade_id: str) -> None:
+    path = course.source / f"{notebook}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = nbformat.v4.new_code_cell("assert True")
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": grade_id,
+        "locked": True,
+        "points": 1,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
+    nb.cells.append(cell)
+    nbformat.write(nb, path)
+
+
+def _released(course: Course) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(course.release.glob("*.ipynb"))}
+
+
+@pytest.mark.slow
+def test_changing_cells_after_submissions_never_loses_the_release(tmp_path, capsys):
+    """nbgrader refuses new cells once students submitted, and deletes release/ when it does:
+    the release says so first and changes nothing; --force says what it removes; whatever
+    else makes nbgrader fail, the release is put back."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    from autograder.cli import main
+    from autograder.course import NbgraderError
+    from autograder.release import ReleaseRefused
+
+    course = Course(copy_course(tmp_path / "course"))
+    release(course)
+    with Gradebook(course.db_url) as gradebook, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's own autoflush warning, harmless
+        for student in ("alice", "bob"):
+            gradebook.add_student(student)
+            gradebook.add_submission(ASSIGNMENT, student)
+    before = _released(course)
+    exercises = "04_exercises_free_and_budget_memory"
+    _add_test_cell(course, exercises, "ex8_test")
+    with pytest.raises(ReleaseRefused) as refused:
+        release(course)
+    message = str(refused.value)
+    assert "Not released: 2 students submitted numpy_memory" in message
+    assert f"{exercises} has new cells: ex8_test" in message
+    assert "source/numpy_memory_2/" in message and "autograder release numpy_memory_2" in message
+    assert "autograder release numpy_memory --force" in message and "removes the 2" in message
+    assert _released(course) == before  # nothing was removed or changed
+    # The command line says the same, exit code 2, before anything is removed.
+    assert main(["--course-dir", str(course.root), "release"]) == 2
+    assert "Not released: 2 students submitted numpy_memory" in capsys.readouterr().err
+    assert _released(course) == before
+
+    # Any other failure of nbgrader's: the previous release is put back.
+    broken = course.source / f"{exercises}.ipynb"
+    kept = broken.read_text()
+    broken.write_text('{"cells": [')
+    with pytest.raises(NbgraderError, match="release/numpy_memory/ is as it was"):
+        release(course, force=True)
+    assert _released(course) == before
+    broken.write_text(kept)
+
+    # --force: the submissions go (said first), the new cell is released.
+    said: list[str] = []
+    released = release(course, force=True, warn=said.append)
+    assert any("--force: removing 2 submissions of numpy_memory" in line for line in said)
+    with Gradebook(course.db_url) as gradebook:
+        assert gradebook.find_assignment(ASSIGNMENT).submissions == []
+    nb = nbformat.read(course.release / f"{exercises}.ipynb", as_version=4)
+    assert "ex8_test" in {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells}
+    assert [p.name for p in released] == sorted(before)

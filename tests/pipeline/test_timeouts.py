@@ -30,7 +30,7 @@ from autograder.pipeline.protected_execute import ProtectedExecute
 from autograder.release import release
 from autograder.sandbox import SandboxedKernelManager
 
-from ..conftest import copy_course
+from ..conftest import ASSIGNMENT, copy_course
 from .nbgrader_autograde import grade_with_nbgrader
 
 EXAMPLES = load_examples(Path(__file__).parent / "timeouts")
@@ -119,7 +119,7 @@ def _grade(folder: Path, grader: str, limits_: Limits, examples: list[Example]) 
     release(course)
     if grader == "nbgrader":
         grade_with_nbgrader(course, examples)
-        runs_dir = course.root / "grading-report" / "runs"
+        runs_dir = course.report_dir / "runs"
     else:
         for example in examples:
             write_submission(example, course)
@@ -489,7 +489,7 @@ def test_the_command_line_says_what_is_wrong(flag, value, says, tmp_path, capsys
 
 
 def test_grade_refuses_them_before_anything_runs(tmp_path, capsys):
-    course = Course(tmp_path)  # no gradebook, no submissions: the limits are checked first
+    course = Course(tmp_path, assignment=ASSIGNMENT)  # no gradebook, no submissions: limits first
     with pytest.raises(limits.LimitError, match="more than 0"):
         grade(course, cell_timeout=0)
     with pytest.raises(limits.LimitError, match="CPU rlimit"):
@@ -499,7 +499,7 @@ def test_grade_refuses_them_before_anything_runs(tmp_path, capsys):
     )
     with pytest.raises(limits.LimitError, match=r"ProtectedExecute\.timeout"):
         grade(course)
-    code = main(["--course-dir", str(tmp_path), "grade", "--quiet"])
+    code = main(["--course-dir", str(tmp_path), "grade", ASSIGNMENT, "--quiet"])
     assert code == 2 and "ProtectedExecute.timeout" in capsys.readouterr().err
 
 

@@ -12,6 +12,7 @@ import pytest
 
 SCHEMAS = Path(__file__).parent / "schemas"
 REPO = Path(__file__).resolve().parents[2]
+ASSIGNMENT = "numpy_memory"
 
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
@@ -81,7 +82,7 @@ def gradescope_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, An
     from autograder.platforms import gradescope
 
     out = tmp_path_factory.mktemp("gradescope") / "autograder.zip"
-    return out, gradescope.build_gradescope(REPO, out=out)
+    return out, gradescope.build_gradescope(REPO, out=out, assignment=ASSIGNMENT)
 
 
 @pytest.fixture(scope="session")
@@ -90,4 +91,6 @@ def prairielearn_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     from autograder.platforms import prairielearn
 
     out = tmp_path_factory.mktemp("question")
-    return out, prairielearn.build_prairielearn(REPO, out=out, image="example/grader:1")
+    return out, prairielearn.build_prairielearn(
+        REPO, out=out, assignment=ASSIGNMENT, image="example/grader:1"
+    )

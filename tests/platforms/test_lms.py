@@ -17,10 +17,11 @@ from nbgrader.api import Gradebook
 from sqlalchemy.exc import SAWarning
 
 from autograder.cli import main
-from autograder.course import ASSIGNMENT, Course, tool_environment
+from autograder.course import Course, tool_environment
 from autograder.demo.examples import load_examples
 from autograder.platforms.grades import Policy, read_grades
 from autograder.platforms.lms import export_canvas, export_moodle
+from tests.conftest import ASSIGNMENT
 from tests.examples import EXAMPLE_FOLDERS
 
 from ..conftest import copy_course
@@ -88,7 +89,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PATH", tool_environment()["PATH"])
         _fill_gradebook(root / "gradebook.db")
-    report = root / "grading-report"
+    report = root / "grading-report" / ASSIGNMENT  # as `autograder grade` lays it out
     for student, (quiz, exercises) in GRADED.items():
         outcome = {
             "carol": {"status": "flagged", "flags": ["monkeypatch"]},
@@ -147,7 +148,8 @@ def _canvas(course: Path, **options):
         gradebook=course / "gradebook.db",
         roster=options.pop("roster", course / "roster.csv"),
         to=course / "canvas.csv",
-        report_dir=course / "grading-report",
+        assignment=ASSIGNMENT,
+        report_dir=course / "grading-report" / ASSIGNMENT,
         **options,
     )
 
@@ -255,7 +257,8 @@ def _moodle(course: Path, **options):
     return export_moodle(
         gradebook=course / "gradebook.db",
         to=course / "moodle.csv",
-        report_dir=course / "grading-report",
+        assignment=ASSIGNMENT,
+        report_dir=course / "grading-report" / ASSIGNMENT,
         **options,
     )
 
@@ -351,7 +354,7 @@ def test_moodle_leaves_out_and_lists_users_the_roster_does_not_know(course):
 def test_without_a_report_nothing_is_known_to_be_flagged_and_that_is_said(course):
     shutil.rmtree(course / "grading-report")
     grades = read_grades(
-        f"sqlite:///{course / 'gradebook.db'}", ASSIGNMENT, course / "grading-report"
+        f"sqlite:///{course / 'gradebook.db'}", ASSIGNMENT, course / "grading-report" / ASSIGNMENT
     )
     assert [g.kind for g in grades.students] == ["graded"] * 4 + ["missing"]
     assert any("No grading report" in note for note in grades.notices)
@@ -495,9 +498,10 @@ def test_bundled_examples_get_the_points_autograder_grade_recorded(tmp_path):
     roster = [(f"Student {i}", str(i), "", name, "A") for i, name in enumerate(E2E_EXAMPLES)]
     _write_roster(course.root / "roster.csv", roster)
     every_score = Policy(flagged="score", ungradable="score")
-    report = course.root / "grading-report"
+    report = course.report_dir
     canvas = export_canvas(
         gradebook=course.gradebook,
+        assignment=ASSIGNMENT,
         roster=course.root / "roster.csv",
         to=course.root / "canvas.csv",
         report_dir=report,
@@ -505,6 +509,7 @@ def test_bundled_examples_get_the_points_autograder_grade_recorded(tmp_path):
     )
     moodle = export_moodle(
         gradebook=course.gradebook,
+        assignment=ASSIGNMENT,
         to=course.root / "moodle.csv",
         report_dir=report,
         policy=every_score,
@@ -516,6 +521,7 @@ def test_bundled_examples_get_the_points_autograder_grade_recorded(tmp_path):
     # By default the flagged and the ungradable student are held back, and named.
     export_canvas(
         gradebook=course.gradebook,
+        assignment=ASSIGNMENT,
         roster=course.root / "roster.csv",
         to=course.root / "canvas.csv",
         report_dir=report,

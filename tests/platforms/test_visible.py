@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_notebook, new_output
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from autograder.exercises import read_exercises
 from autograder.platforms.visible import STDERR_FAILED, visible_results, visible_verdict
 
 SOURCE = """assert isinstance(x, int), "x should be an int."
@@ -75,22 +76,29 @@ def test_hidden_text_never_reaches_the_message():
 
 
 def test_exercises_of_a_graded_notebook(tmp_path):
-    """The assignment's table names the exercises; an untouched one is "not attempted"."""
-    nb = new_notebook()
+    """The instructor's notebook names the exercises (its headings, its sentences about the
+    hidden tests); an untouched one is "not attempted"."""
+    source = new_notebook()
     answer = new_code_cell("# YOUR CODE HERE\nraise NotImplementedError()")
     answer.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "q1_answer"}
-    tests = []
+    graded = new_notebook()
+    graded.cells.append(answer)
     for n in range(1, 9):
-        cell = new_code_cell(
-            'assert isinstance(q, str), "Answer with one letter."', execution_count=n
+        heading = new_markdown_cell(f"## Question {n}\n\nWhich one?")
+        test = new_code_cell(
+            'assert isinstance(q, str), "Answer with one letter."\n'
+            "# Hidden tests also check that your letter is the right answer.\n"
+            "### BEGIN HIDDEN TESTS\nassert q == 'B'\n### END HIDDEN TESTS",
+            execution_count=n,
         )
-        cell.metadata["nbgrader"] = {"grade": True, "grade_id": f"q{n}_test", "points": 1}
-        cell.outputs = failed_at(1, count=n, message="Answer with one letter.") if n <= 2 else []
-        tests.append(cell)
-    nb.cells = [answer, *tests]
+        test.metadata["nbgrader"] = {"grade": True, "grade_id": f"q{n}_test", "points": 1}
+        source.cells += [heading, test]
+        ran = nbformat.from_dict(test)
+        ran.outputs = failed_at(1, count=n, message="Answer with one letter.") if n <= 2 else []
+        graded.cells.append(ran)
     path = tmp_path / "02_quiz_what_del_frees.ipynb"
-    nbformat.write(nb, path)
-    results = visible_results(path)
+    nbformat.write(graded, path)
+    results = visible_results(path, read_exercises(source))
     assert [(r.title, r.status) for r in results[:3]] == [
         ("Question 1", "not attempted"),
         ("Question 2", "failed"),

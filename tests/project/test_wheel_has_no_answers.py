@@ -17,9 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.course import ASSIGNMENT
 from autograder.platforms.distribution import build_wheel
-from tests.conftest import REPO
+from tests.conftest import ASSIGNMENT, REPO
 
 SOURCE = REPO / "source" / ASSIGNMENT
 RELEASE = REPO / "release" / ASSIGNMENT

@@ -48,7 +48,7 @@ from autograder.sandbox.policy import SandboxUnavailable
 from autograder.sandbox.slots import acquire_slot
 from tests.examples import EXAMPLES
 
-from ..conftest import copy_course
+from ..conftest import ASSIGNMENT, copy_course
 from .kernels import root_only
 
 pytestmark = [pytest.mark.slow, root_only]
@@ -88,7 +88,7 @@ class Run:
 
     @property
     def report(self) -> dict:
-        return json.loads((self.root / "grading-report" / "report.json").read_text())
+        return json.loads((self.root / "grading-report" / ASSIGNMENT / "report.json").read_text())
 
     def students(self) -> dict[str, dict]:
         return {s["student"]: s for s in self.report["students"]}
@@ -338,7 +338,7 @@ def test_no_course_file_changed_and_no_kernel_read_one(runs: Runs, name: str) ->
         for path in (run.root / "autograded" / student).rglob("*.ipynb"):
             assert run.canary not in path.read_text(), path
     assert not any(run.canary in text for text in runs.stolen.values())
-    assert run.canary not in (run.root / "grading-report" / "report.json").read_text()
+    assert run.canary not in (run.root / "grading-report" / ASSIGNMENT / "report.json").read_text()
 
 
 @pytest.mark.parametrize("name", ["A", "B", "C"])
@@ -436,7 +436,7 @@ def test_a_machine_that_allows_no_uid_of_their_own_grades_nothing(runs: Runs) ->
     assert "Nothing was graded: the sandbox cannot be applied here: a student kernel" in run.stderr
     assert "--sandbox=limits-only" in run.stderr
     assert not (run.root / "autograded" / "passes-all").exists()
-    assert not (run.root / "grading-report" / "report.json").exists()
+    assert not (run.root / "grading-report" / ASSIGNMENT / "report.json").exists()
     assert run.after == run.before
 
 
@@ -452,7 +452,7 @@ def test_kernels_that_cannot_get_their_sandbox_are_not_graded_and_said_so(runs: 
     graded = [n for n in report["notebooks"] if n["cells"]]
     assert graded and all(n["status"] == "not graded" for n in graded)
     assert all(c["score"] == 0 and c["status"] == "not run" for n in graded for c in n["cells"])
-    assert not (run.root / "grading-report" / "students" / "passes-all.json").exists()
+    assert not (run.root / "grading-report" / ASSIGNMENT / "students" / "passes-all.json").exists()
     assert not any((run.root / "autograded").rglob("*.ipynb"))  # no code of it ran
 
 

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from tests.conftest import REPO
-
-ASSIGNMENT = "numpy_memory"
+from tests.conftest import ASSIGNMENT, REPO
 
 
 def solutions(notebook: str) -> dict[str, str]:

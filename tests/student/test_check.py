@@ -30,23 +30,54 @@ def test_a_corrupt_file_is_not_a_notebook(tmp_path, capsys):
     assert "not valid JSON" in out and "download the released notebook again" in out
 
 
+def _released_for(assignment: str, path, name: str = EXERCISES):
+    """A released notebook of this course, stamped as released for ``assignment``."""
+    nb = nbformat.read(REPO / "release" / ASSIGNMENT / f"{name}.ipynb", as_version=4)
+    nb.metadata["autograder"]["assignment"] = assignment
+    nbformat.write(nb, path)
+    return path
+
+
 def test_a_notebook_of_another_assignment_is_named_as_such(tmp_path, capsys):
-    other = tmp_path / "homework.ipynb"
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
-    nb.cells[0].metadata["nbgrader"] = {"grade_id": "p1_test", "grade": True, "points": 1}
-    nbformat.write(nb, other)
+    """A second assignment may reuse every cell id of the first: the notebook's own stamp
+    says which it is, and another assignment's notebook is exit code 2, not a failed check."""
+    folder = tmp_path / ASSIGNMENT  # as nbgrader's fetch lays it out: the assignment's folder
+    folder.mkdir()
+    shutil.copy(REPO / "release" / ASSIGNMENT / f"{QUIZ}.ipynb", folder / f"{QUIZ}.ipynb")
+    other = _released_for("numpy_memory_2", folder / "homework.ipynb")
+    code, out = _run([other], capsys, folder=folder)
+    assert code == 2
+    assert (
+        "not a notebook of numpy_memory: it was released for the assignment numpy_memory_2" in out
+    )
+    assert "autograder check --assignment numpy_memory_2 homework.ipynb" in out
+    assert "test cells deleted" not in out  # never compared with the other assignment's cells
+    code, out = _run([other], capsys, assignment="numpy_memory", folder=tmp_path)
+    assert code == 2 and "released for the assignment numpy_memory_2" in out
+
+
+def test_a_lesson_has_nothing_to_check(tmp_path, capsys):
     lesson = tmp_path / "lesson.ipynb"
     shutil.copy(REPO / "release" / ASSIGNMENT / "01_lesson_free_large_arrays.ipynb", lesson)
-    code, out = _run([other, lesson], capsys)
+    code, out = _run([lesson], capsys)
     assert code == 2
-    assert out.count("not a notebook of this assignment") == 2
+    assert "nothing to check: 01_lesson_free_large_arrays of numpy_memory has no test cells" in out
+
+
+def test_a_folder_of_two_assignments_asks_which(tmp_path, capsys, monkeypatch):
+    shutil.copy(REPO / "release" / ASSIGNMENT / f"{QUIZ}.ipynb", tmp_path / f"{QUIZ}.ipynb")
+    _released_for("numpy_memory_2", tmp_path / "week2.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    out = capsys.readouterr().out
+    assert "has notebooks of 2 assignments: numpy_memory: 02_quiz_what_del_frees.ipynb; " in out
+    assert "numpy_memory_2: week2.ipynb" in out and "--assignment NAME" in out
 
 
 def test_no_notebook_in_the_folder_says_how_to_name_one(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["check"]) == 2
-    assert "no notebook of this assignment" in capsys.readouterr().out
+    assert "no notebook with tests to check in" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -63,8 +94,9 @@ def test_blank_half_done_and_finished(tmp_path, capsys):
 
     code, out = _run([half_done], capsys)
     assert code == 1
-    assert "Exercise 1: allocate, measure and free (3 points): passed" in out
+    assert "Exercise 1: allocate, measure and free the lesson's array (3 points): passed" in out
     assert "Exercise 2: keep a small piece, free the large array (3 points): failed" in out
+    assert "Exercise 2: that first_1000 holds the first 1,000 readings, in order, and that" in out
     assert "view `first_1000`" in out  # the check's message: what holds it, and the fix
     assert out.count(": not attempted") == 5
     assert "hidden tests also check" in out and "### BEGIN HIDDEN" not in out
