@@ -177,15 +177,19 @@ def _exercises(report: dict) -> dict:
     return next(n for n in report["notebooks"] if n["notebook"] == EXERCISES)
 
 
-def _assert_graded_as_expected(example: Example, report: dict) -> None:
-    notebook = _exercises(report)
-    wrong = [
+def _wrong_scores(example: Example, cells: list[dict]) -> list[str]:
+    return [
         f"{cell['grade_id']}: scored {cell['score']:g}, expected "
         f"{example.expected_score(cell['grade_id'], cell['max_score']):g} "
         f"({cell['status']}: {cell['message']})"
-        for cell in notebook["cells"]
+        for cell in cells
         if cell["score"] != example.expected_score(cell["grade_id"], cell["max_score"])
     ]
+
+
+def _assert_graded_as_expected(example: Example, report: dict) -> None:
+    notebook = _exercises(report)
+    wrong = _wrong_scores(example, notebook["cells"])
     evidence = [f"{e['flag']} ({e['cell']}): {e['detail']}" for e in notebook["evidence"]]
     assert not wrong, "\n".join([*wrong, *evidence])
     assert notebook["flags"] == sorted(example.flags), "\n".join(evidence)
@@ -201,13 +205,7 @@ def _assert_packed_as_expected(example: Example, pack: Pack, report: dict) -> No
     notebook = _exercises(report)
     cells = [c for c in notebook["cells"] if exercise_of(c["grade_id"]) not in others]
     assert _exercise(example) in {exercise_of(c["grade_id"]) for c in cells}
-    wrong = [
-        f"{cell['grade_id']}: scored {cell['score']:g}, expected "
-        f"{example.expected_score(cell['grade_id'], cell['max_score']):g} "
-        f"({cell['status']}: {cell['message']})"
-        for cell in cells
-        if cell["score"] != example.expected_score(cell["grade_id"], cell["max_score"])
-    ]
+    wrong = _wrong_scores(example, cells)
     evidence = [
         f"{e['flag']} ({e['cell']}, written by {pack.author(e['cell'])}): {e['detail']}"
         for e in notebook["evidence"]
