@@ -642,8 +642,11 @@ def test_a_worker_that_cannot_see_the_course_grades_from_what_the_tasks_carry(
             assert process.uids().real == user.uid, process.cmdline()
             environment = Path(f"/proc/{process.pid}/environ").read_text(errors="replace")
             assert str(course.root) not in environment + " ".join(process.cmdline())
+            if any(word.endswith("fork_server.py") for word in process.cmdline()):
+                continue  # the worker's fork server: started with the kernels' environment
             assert f"HOME={user.home}" in environment.split("\0")
             assert process.cwd() == str(user.home)
+        assert any("fork_server.py" in " ".join(p.cmdline()) for p in nanny_and_worker)
     assert [s.student for s in on_cluster.students] == sorted(FAR_AWAY)
     expected = {s.student: _comparable(s.to_json()) for s in pool.students}
     for student in on_cluster.students:
