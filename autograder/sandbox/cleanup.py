@@ -68,6 +68,24 @@ def kill_sandbox_processes(
         time.sleep(0.02)
 
 
+def clear_uid(uid: int, timeout: float) -> list[str]:
+    """Kill every process of ``uid`` (whose lock the caller holds) and wait until none is
+    left, zombies included: a zombie still counts against the uid's process limit until its
+    parent reaps it, and a killed fork bomb's processes are reaped by the machine's init,
+    which may take seconds (or never, in a container whose first process reaps nothing).
+    What is still there after ``timeout`` seconds, described; [] when the uid is clear."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kill_sandbox_processes(uid=uid, timeout=max(0.0, deadline - time.monotonic()))
+        left = []
+        for proc in psutil.process_iter(["uids", "status", "ppid"]):
+            if proc.info["uids"] is not None and uid in proc.info["uids"]:
+                left.append(f"{proc.pid} ({proc.info['status']}, parent {proc.info['ppid']})")
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
 def _verified(pid: int | None, started: float | None) -> psutil.Process | None:
     """The kernel's process, if pid still names it (same start time as at launch)."""
     if pid is None or started is None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import subprocess
+import threading
 import time
 
 import psutil
 import pytest
 
 from autograder.sandbox import SandboxedKernelManager
-from autograder.sandbox.cleanup import kill_sandbox_processes
-from autograder.sandbox.policy import Sandbox
+from autograder.sandbox.cleanup import clear_uid, kill_sandbox_processes
+from autograder.sandbox.policy import Sandbox, SandboxUnavailable
 
 from .kernels import gone, root_only, run_cell, start, stop
 
@@ -168,3 +171,58 @@ def test_kill_refuses_root_and_own_uid():
     for uid in {0, os.getuid()}:
         with pytest.raises(ValueError):
             kill_sandbox_processes(uid=uid)
+
+
+def _zombie_of(uid: int) -> subprocess.Popen[bytes]:
+    """A process of ``uid`` that has exited and that nobody has reaped yet (a zombie), as a
+    killed fork bomb's processes are until the machine's init reaps them."""
+    process = subprocess.Popen(["true"], user=uid)
+    deadline = time.monotonic() + 10
+    while psutil.Process(process.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return process
+
+
+@root_only
+def test_a_kernel_never_gets_a_uid_whose_processes_are_not_all_gone(tmp_path, monkeypatch):
+    """A zombie still counts against its uid's 64-process limit: a kernel given that uid
+    could not start the threads or processes its notebook needs (a student after a fork bomb
+    lost points for it). The kernel takes a slot whose uid has no process at all; with none
+    clear, it is not started, and the reason names what is left."""
+    monkeypatch.setattr("autograder.sandbox.kernel_manager.UID_CLEAR_WAIT", 0.5)
+    base = 3_100_000 + 8 * random.randrange(100_000)  # uids no grading run uses
+    zombie = _zombie_of(base)
+
+    async def scenario(slots: int) -> int | None:
+        km = SandboxedKernelManager(kernel_name="python3", sandbox=Sandbox(base_uid=base))
+        km.max_slots = slots
+        await km.start_kernel(cwd=str(tmp_path))
+        kc = km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        uid = km.kernel_uid
+        await stop(km, kc)
+        return uid
+
+    try:
+        assert asyncio.run(scenario(2)) == base + 1
+        with pytest.raises(SandboxUnavailable) as refused:
+            asyncio.run(scenario(1))
+        assert f"uid {base}: {zombie.pid} (zombie" in str(refused.value)
+    finally:
+        zombie.wait()
+    assert asyncio.run(scenario(1)) == base  # reaped: the uid is clear again
+
+
+def test_clear_uid_waits_for_a_zombie_to_be_reaped():
+    if os.geteuid() != 0:
+        pytest.skip("not root: no other uid to start a process as")
+    uid = 3_100_000 + 8 * random.randrange(100_000)
+    zombie = _zombie_of(uid)
+    reaper = threading.Timer(0.5, zombie.wait)
+    reaper.start()
+    started = time.monotonic()
+    assert clear_uid(uid, timeout=10) == []
+    assert 0.4 < time.monotonic() - started < 5
+    reaper.join()
