@@ -59,7 +59,10 @@ BY_NAME = {e.name: e for e in HOSTILE + load_examples(EXAMPLES / "submissions")}
 HONEST = [BY_NAME[name] for name in ("passes-all", "blank", "fails-ex2-view-keeps-base")]
 BOMBS = [BY_NAME["cheat-forks-300-processes"], BY_NAME["cheat-allocates-8-gib"]]
 AFTER_BOMBS = BY_NAME["fails-ex2-view-keeps-base"]
-CONTROL = [BY_NAME["cheat-wrecks-course-files"], BY_NAME["cheat-reads-source-notebooks"]]
+CONTROL = [
+    BY_NAME["cheat-wrecks-course-files"],
+    BY_NAME["cheat-reads-source-notebooks"],
+]  # read first
 EXERCISES = "04_exercises_free_and_budget_memory"
 QUIZ = "02_quiz_what_del_frees"
 TESTS_ROOT = Path("/var/lib/autograder-sandbox-tests")  # not /tmp: kernels see their own
@@ -262,7 +265,11 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     for name in "ABC":
         (runs[name].root / ".hostile-test-target").unlink()
     _course(template, runs["E"], CONTROL, target=True)
-    _finish(runs["E"], _start(runs["E"], "--workers", "2", "--sandbox=limits-only"))
+    # The reader first, then the wrecker: graded at once, the wrecker's empty gradebook could
+    # stop the run before the reader's kernel started, and nothing would be read.
+    for attack in reversed(CONTROL):
+        options = ("--workers", "1", "--sandbox=limits-only", "--student", attack.name)
+        _finish(runs["E"], _start(runs["E"], *options))
     control = {path: text for path, text in _stolen(started).items() if path not in stolen}
     return Runs(runs, check, stolen, control, leftovers)
 
