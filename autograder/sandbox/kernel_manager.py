@@ -60,7 +60,7 @@ from traitlets import (
 
 from autograder.sandbox import capabilities, forked
 from autograder.sandbox.capabilities import Protection
-from autograder.sandbox.cleanup import clear_uid, copy_work, kill_sandbox_processes
+from autograder.sandbox.cleanup import copy_work, kill_sandbox_processes
 from autograder.sandbox.course_files import seal
 from autograder.sandbox.namespaces import launch_of, launch_plan, launcher_command, real
 from autograder.sandbox.policy import (
@@ -70,16 +70,13 @@ from autograder.sandbox.policy import (
     SandboxUnavailable,
     forced_env,
 )
-from autograder.sandbox.slots import acquire_slot, runtime_root
+from autograder.sandbox.slots import acquire_clear_slot, runtime_root
 
 LAUNCH_ATTEMPTS = 3  # launches of one kernel, each in another slot, before it is not started
 LAUNCH_TIMEOUT = 60.0  # seconds the launcher has to apply its plan and exec the kernel
 # A Unix socket's path holds at most 107 bytes (sun_path); ZeroMQ names the kernel's sockets
 # "<ip>-<port>" with ports 1 to 5, so 4 bytes are left for "-N" and room.
 SOCKET_PATH_MAX = 107
-# Seconds a slot's uid may take to have no process left before a kernel gets it: a killed
-# fork bomb's zombies are reaped by the machine's init (about 2 s on a firecracker VM).
-UID_CLEAR_WAIT = 10.0
 
 
 class SandboxLaunchFailed(RuntimeError):
@@ -383,41 +380,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         return int(self.slot)
 
     def _take_slot(self, root: Path, dedicated_uid: bool) -> None:
-        """Lock a free slot; with a dedicated uid, one whose uid has no process left at all
-        (a previous kernel's, zombies included), so the uid's process limit is this kernel's
-        alone. A slot whose uid stays busy is held aside meanwhile, so the next try takes
-        another; when none is clear, no kernel starts (the run says why)."""
-        if self._slot_fd is not None:
-            return
-        base = self.sandbox.base_uid if dedicated_uid else None
-        busy: list[tuple[int, int, list[str]]] = []  # (slot, its lock fd, what is left)
-        try:
-            while True:
-                try:
-                    slot, fd = acquire_slot(root, self.max_slots, self._fixed_slot, base)
-                except SandboxUnavailable as error:
-                    if not busy or base is None:
-                        raise
-                    raise SandboxUnavailable(
-                        f"{error}, or their uids still have processes that this machine's init "
-                        f"has not reaped after {UID_CLEAR_WAIT:g} s: "
-                        + "; ".join(f"uid {base + s}: {', '.join(left[:5])}" for s, _, left in busy)
-                    ) from None
-                left = clear_uid(base + slot, UID_CLEAR_WAIT) if base is not None else []
-                if not left:
-                    self.slot, self._slot_fd = slot, fd
-                    return
-                busy.append((slot, fd, left))
-                if self._fixed_slot is not None and base is not None:
-                    raise SandboxUnavailable(
-                        f"uid {base + slot} (slot {slot}) still has processes that this "
-                        f"machine's init has not reaped after {UID_CLEAR_WAIT:g} s: "
-                        + ", ".join(left[:5])
-                    )
-        finally:
-            for _, fd, _ in busy:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if self._slot_fd is None:
+            base = self.sandbox.base_uid if dedicated_uid else None
+            self.slot, self._slot_fd = acquire_clear_slot(
+                root, self.max_slots, self._fixed_slot, base
+            )
 
     def _claim_uid(self, dedicated_uid: bool) -> int | None:
         """The slot's uid when the kernel gets a dedicated one (cleared by :meth:`_take_slot`)."""

@@ -25,10 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from autograder.sandbox.cleanup import clear_uid
 from autograder.sandbox.policy import SandboxUnavailable
 
 CHECK_UIDS = 8  # uids base_uid-1 ... base_uid-8: the checks', never a kernel's
 CHECK_WAIT = 60.0  # seconds a check waits for one of them (a check takes well under one)
+# Seconds a slot's uid may take to have no process left before a kernel gets it: a killed
+# fork bomb's zombies are reaped by the machine's init (about 2 s on a firecracker VM).
+UID_CLEAR_WAIT = 10.0
 
 
 def runtime_root(configured: str | os.PathLike | None = None) -> Path:
@@ -100,6 +104,45 @@ def acquire_slot(
     which = f"slot {wanted}" if wanted is not None else f"all {max_slots} slots"
     where = f"uids from {base_uid}" if base_uid is not None else str(root)
     raise SandboxUnavailable(f"{which} ({where}) are in use by other kernels")
+
+
+def acquire_clear_slot(
+    root: Path, max_slots: int, wanted: int | None = None, base_uid: int | None = None
+) -> tuple[int, int]:
+    """:func:`acquire_slot`, and with ``base_uid`` a slot whose uid has no process left at
+    all (a previous kernel's, zombies included: a zombie counts against the uid's process
+    limit until it is reaped), so that limit is the new kernel's alone. A slot whose uid
+    stays busy for :data:`UID_CLEAR_WAIT` seconds is held aside meanwhile, so the next try
+    takes another; when none is clear, SandboxUnavailable says what is left."""
+    if base_uid is None:
+        return acquire_slot(root, max_slots, wanted)
+    busy: list[tuple[int, int, list[str]]] = []  # (slot, its lock fd, what is left)
+    try:
+        while True:
+            try:
+                slot, fd = acquire_slot(root, max_slots, wanted, base_uid)
+            except SandboxUnavailable as error:
+                if not busy:
+                    raise
+                raise SandboxUnavailable(f"{error}, or {_still_busy(base_uid, busy)}") from None
+            left = clear_uid(base_uid + slot, UID_CLEAR_WAIT)
+            if not left:
+                return slot, fd
+            busy.append((slot, fd, left))
+            if wanted is not None:
+                raise SandboxUnavailable(_still_busy(base_uid, busy))
+    finally:
+        for _, fd, _ in busy:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _still_busy(base_uid: int, busy: list[tuple[int, int, list[str]]]) -> str:
+    return (
+        f"their uids still have processes that this machine's init has not reaped after "
+        f"{UID_CLEAR_WAIT:g} s: "
+        + "; ".join(f"uid {base_uid + slot}: {', '.join(left[:5])}" for slot, _, left in busy)
+    )
 
 
 def acquire_check_uid(base_uid: int, wait: float = CHECK_WAIT) -> tuple[int, int]:

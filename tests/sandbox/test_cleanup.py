@@ -190,7 +190,7 @@ def test_a_kernel_never_gets_a_uid_whose_processes_are_not_all_gone(tmp_path, mo
     could not start the threads or processes its notebook needs (a student after a fork bomb
     lost points for it). The kernel takes a slot whose uid has no process at all; with none
     clear, it is not started, and the reason names what is left."""
-    monkeypatch.setattr("autograder.sandbox.kernel_manager.UID_CLEAR_WAIT", 0.5)
+    monkeypatch.setattr("autograder.sandbox.slots.UID_CLEAR_WAIT", 0.5)
     base = 3_100_000 + 8 * random.randrange(100_000)  # uids no grading run uses
     zombie = _zombie_of(base)
 
