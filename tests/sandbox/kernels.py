@@ -25,8 +25,11 @@ async def run_cell(kc, code: str, timeout: float = 30) -> CellRun:
     return cell
 
 
-async def start(cwd: Path, sandbox: Sandbox) -> tuple[SandboxedKernelManager, object]:
-    km = SandboxedKernelManager(kernel_name="python3", sandbox=sandbox)
+async def start(
+    cwd: Path, sandbox: Sandbox, **traits: object
+) -> tuple[SandboxedKernelManager, object]:
+    """A ready kernel and its client; ``traits``: more of the manager's settings."""
+    km = SandboxedKernelManager(kernel_name="python3", sandbox=sandbox, **traits)
     await km.start_kernel(cwd=str(cwd))
     kc = km.client()
     kc.start_channels()

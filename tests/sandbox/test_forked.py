@@ -22,7 +22,7 @@ from autograder.sandbox import kernel_manager as manager_module
 from autograder.sandbox.capabilities import decide
 from autograder.sandbox.policy import TOKEN_VAR, Sandbox, startup_env
 
-from .kernels import ROOT, gone, run_cell, stop
+from .kernels import ROOT, gone, run_cell, start, stop
 
 # What a kernel reports about itself; the private dir (its own per kernel) reads as <PRIV>.
 FACTS = r"""
@@ -63,17 +63,7 @@ print(json.dumps(facts))
 
 
 async def _start(cwd: Path, sandbox: Sandbox, fork: bool) -> tuple[SandboxedKernelManager, object]:
-    km = SandboxedKernelManager(kernel_name="python3", sandbox=sandbox, fork_kernels=fork)
-    await km.start_kernel(cwd=str(cwd))
-    kc = km.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=60)
-    except BaseException:
-        kc.stop_channels()
-        await km.shutdown_kernel(now=True)
-        raise
-    return km, kc
+    return await start(cwd, sandbox, fork_kernels=fork)
 
 
 async def _facts(kc) -> dict:
