@@ -9,11 +9,12 @@ Graded end to end through `autograder grade`, like tests/grading/test_grade.py:
   only its own exercise's cells, and the exercises are independent (each frees its own
   arrays), so the passes and fails alternatives are packed into as few students as there are
   alternatives of the most-solved exercise, at most one per exercise in each student's
-  notebook (17 kernels instead of 79 today). A leftover of one exercise that another exercise's
+  notebook (17 kernels instead of 79). A leftover of one exercise that another exercise's
   memory check measured would be a false alarm of the grader, and fails that test. The
   breaks-rule ones are flagged and distrust every later test, so each is its own student;
-- the instructor's full solution, preceded by each of 20 heap-fragmenting cells
-  (tests/grading/alternatives/fragmenting.py): full marks and no flag, whatever the C heap looks like.
+- 20 heap-fragmenting cells (tests/grading/alternatives/fragmenting.py), each run first in
+  a packed student's ex1 (and, past the last pack, before the instructor's full solution):
+  whatever the C heap looks like, the notebook loses nothing its alternatives do not.
 """
 
 import re
@@ -23,21 +24,16 @@ from pathlib import Path
 
 import pytest
 
-from autograder.course import Course
 from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.grading.gradebook import exercise_of
 from autograder.grading.run import grade
-from autograder.release import release
 
-from ..conftest import REPO, copy_course
+from ..conftest import REPO
 from .alternatives.fragmenting import EXERCISES, SNIPPETS, fragmented_example, instructor_cell
 
 ALTERNATIVES = load_examples(Path(__file__).parent / "alternatives")
 SOURCE = REPO / "source" / "numpy_memory" / f"{EXERCISES}.ipynb"
-FRAGMENTED = [
-    fragmented_example(snippet_id, snippet, instructor_cell(SOURCE, "ex1_allocate"))
-    for snippet_id, snippet in SNIPPETS
-]
+INSTRUCTOR_ALLOCATE = instructor_cell(SOURCE, "ex1_allocate")
 CELL_TIMEOUT = 60  # seconds per cell, as grading does by default
 # passes: correct; fails: wrong in its own exercise; breaks-rule: correct in effect, but uses
 # code the exercises' text says the grader does not accept (flagged, later tests distrusted).
@@ -64,12 +60,14 @@ class Pack:
         return written[0] if written else "the instructor's solution"
 
 
-def _pack(alternatives: list[Example]) -> dict[str, Pack]:
+def _pack(alternatives: list[Example], snippets: list[tuple[str, str]]) -> dict[str, Pack]:
     """Pack the never-flagged alternatives into students, at most one per exercise each.
 
     The k-th alternative of every exercise (in name order) goes to student k, and the cells
-    of exercises with fewer than k alternatives stay the instructor's solution. Returns
-    {alternative's name: its pack}.
+    of exercises with fewer than k alternatives stay the instructor's solution. Student k's
+    ``ex1_allocate`` cell (its ex1 alternative's, or the instructor's) also starts with the
+    k-th heap-fragmenting snippet: a correct notebook must lose nothing to the heap, so the
+    snippet changes no expected score. Returns {alternative's name: its pack}.
     """
     by_exercise: dict[str, list[Example]] = {}
     for example in alternatives:
@@ -78,19 +76,34 @@ def _pack(alternatives: list[Example]) -> dict[str, Pack]:
     packs = {}
     for k in range(max(len(examples) for examples in by_exercise.values())):
         members = tuple(examples[k] for examples in by_exercise.values() if k < len(examples))
+        cells = {grade_id: src for m in members for grade_id, src in m.cells.items()}
+        if k < len(snippets):
+            allocate = cells.get("ex1_allocate", INSTRUCTOR_ALLOCATE)
+            cells["ex1_allocate"] = f"{snippets[k][1]}\n{allocate}"
         student = Example(
             name=f"packed-alternatives-{k + 1:02d}",
             description="; ".join(member.name for member in members),
             notebooks=(EXERCISES,),
-            cells={grade_id: src for m in members for grade_id, src in m.cells.items()},
+            cells=cells,
             expected={grade_id: score for m in members for grade_id, score in m.expected.items()},
         )
         packs.update((member.name, Pack(student, members)) for member in members)
     return packs
 
 
-PACKED = _pack(ALTERNATIVES)
+PACKED = _pack(ALTERNATIVES, SNIPPETS)
 ALONE = [e for e in ALTERNATIVES if e.name not in PACKED]  # the breaks-rule ones
+PACK_STUDENTS = sorted({pack.student.name: pack.student for pack in PACKED.values()}.items())
+# Where each fragmenting snippet runs: before a packed student's ex1 (its expected scores are
+# its alternatives'), or, past the last pack, before the instructor's full solution.
+FRAGMENTED = {
+    snippet_id: (
+        PACK_STUDENTS[k][1]
+        if k < len(PACK_STUDENTS)
+        else fragmented_example(snippet_id, snippet, INSTRUCTOR_ALLOCATE)
+    )
+    for k, (snippet_id, snippet) in enumerate(SNIPPETS)
+}
 
 
 # The corpus itself: fast, and must hold whatever the grader does.
@@ -138,8 +151,14 @@ def test_twenty_different_fragmenting_snippets_that_compile():
     assert len({snippet for _, snippet in SNIPPETS}) == 20
     for snippet_id, snippet in SNIPPETS:
         compile(snippet, snippet_id, "exec")
-    allocate = FRAGMENTED[0].cells["ex1_allocate"]
-    assert allocate.startswith(SNIPPETS[0][1]) and "grid = np.ones((1000, 1000))" in allocate
+    # Each runs first in some student's ex1_allocate, before that cell's own allocation.
+    for snippet_id, snippet in SNIPPETS:
+        allocate = FRAGMENTED[snippet_id].cells["ex1_allocate"]
+        assert allocate.startswith(snippet) and "np." in allocate[len(snippet) :], snippet_id
+    assert len({student.name for student in FRAGMENTED.values()}) == 20
+    alone = FRAGMENTED[SNIPPETS[-1][0]]
+    assert alone.cells == {"ex1_allocate": f"{SNIPPETS[-1][1]}\n{INSTRUCTOR_ALLOCATE}"}
+    assert "grid = np.ones((1000, 1000))" in INSTRUCTOR_ALLOCATE
 
 
 def test_packing_puts_each_alternative_once_and_at_most_one_per_exercise_in_a_notebook():
@@ -151,10 +170,17 @@ def test_packing_puts_each_alternative_once_and_at_most_one_per_exercise_in_a_no
     for name, pack in packs.items():
         exercises = [_exercise(m) for m in pack.members]
         assert len(exercises) == len(set(exercises)), name
-        # Disjoint edits: each member's cells are in the notebook exactly as it wrote them.
-        assert len(pack.student.cells) == sum(len(m.cells) for m in pack.members), name
-        for member in pack.members:
-            assert member.cells.items() <= pack.student.cells.items(), member.name
+        # Disjoint edits: each member's cells are in the notebook as it wrote them (ex1_allocate
+        # after a fragmenting snippet).
+        cells = dict(pack.student.cells)
+        snippet = next(
+            src for snippet_id, src in SNIPPETS if FRAGMENTED[snippet_id] is pack.student
+        )
+        allocate = cells.pop("ex1_allocate")
+        assert allocate.startswith(snippet), name
+        written = {g: src for m in pack.members for g, src in m.cells.items()}
+        assert allocate == f"{snippet}\n{written.pop('ex1_allocate', INSTRUCTOR_ALLOCATE)}", name
+        assert cells == written, name
         assert not pack.student.flags and pack.student.status == "graded", name
 
 
@@ -162,12 +188,10 @@ def test_packing_puts_each_alternative_once_and_at_most_one_per_exercise_in_a_no
 
 
 @pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    course = Course(copy_course(tmp_path_factory.mktemp("course")))
-    release(course)
-    for student in {pack.student.name: pack.student for pack in PACKED.values()}.values():
-        write_submission(student, course)
-    for example in ALONE + FRAGMENTED:
+def graded(tmp_path_factory, released_course):
+    course = released_course(tmp_path_factory.mktemp("course"))
+    alone_fragmented = [e for e in FRAGMENTED.values() if e.name.startswith("passes-fragmented-")]
+    for example in [student for _, student in PACK_STUDENTS] + ALONE + alone_fragmented:
         write_submission(example, course)
     run = grade(course, workers=2, cell_timeout=CELL_TIMEOUT, progress=False, plots=False)
     return {student.student: student.to_json() for student in run.students}
@@ -227,6 +251,7 @@ def test_alternative_gets_exactly_its_own_exercise_score_and_no_flag(graded, exa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("example", FRAGMENTED, ids=lambda e: e.name)
-def test_honest_notebook_after_a_fragmenting_cell_loses_nothing(graded, example):
-    _assert_graded_as_expected(example, graded[example.name])
+@pytest.mark.parametrize("snippet_id", [snippet_id for snippet_id, _ in SNIPPETS])
+def test_a_notebook_after_a_fragmenting_cell_loses_nothing_to_the_heap(graded, snippet_id):
+    student = FRAGMENTED[snippet_id]
+    _assert_graded_as_expected(student, graded[student.name])
