@@ -23,10 +23,60 @@ ASSIGNMENT = "numpy_memory"  # the course's assignment, as source/ names it
 SLOW_TEST_TIMEOUT = 900
 
 
+# The suite runs on pytest-xdist's workers (`-n logical --dist loadscope` in pyproject.toml).
+# A module's tests stay on one worker, so that its module fixtures (a graded corpus) are made
+# once; the modules below share a session fixture, and stay on one worker together.
+SHARED_FIXTURES = {
+    "graded-examples": (
+        "tests/grading/test_grade.py",
+        "tests/grading/test_class_view.py",
+        "tests/browser/test_class_page.py",
+    ),
+    "platform-builds": ("tests/platforms/test_end_to_end.py", "tests/platforms/test_pins.py"),
+}
+GROUP_OF = {module: group for group, modules in SHARED_FIXTURES.items() for module in modules}
+# The longest (measured with --durations) start first, so that no worker is left with one of
+# them at the end while the other waits; the rest follow in collection order.
+LONGEST_FIRST = (
+    "tests/sandbox/test_hostile_runs.py",
+    "graded-examples",
+    "tests/grading/test_fairness.py",
+    "tests/pipeline/test_timeouts.py",
+    "tests/grading/test_cluster.py",
+    "tests/pipeline/test_nbgrader_autograde.py",
+    "tests/hub/test_hub_flow.py",
+    "tests/hub/test_real_hub.py",
+)
+
+
+def _group(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return GROUP_OF.get(module, module)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(SLOW_TEST_TIMEOUT))
+    rank = {group: index for index, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent with -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadscope`` with the scopes above: a module, or the modules sharing a session
+    fixture. (xdist's own ``loadgroup`` cannot be used: it renames tests through an attribute
+    pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    if config.getvalue("dist") != "loadscope":
+        return None
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return SharedFixtureScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -39,21 +89,20 @@ HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name Ã©lÃ
 
 
 @pytest.fixture(scope="session")
-def graded_examples(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any, dict[str, Any]]:
+def graded_examples(
+    tmp_path_factory: pytest.TempPathFactory, released_course: Callable[..., Any]
+) -> tuple[Any, Any, dict[str, Any]]:
     """Every bundled example, hostile and broken submission (and three written here) graded
     once by ``autograder grade`` with 2 workers: (course, run, {student: report as JSON}).
     The grading tests, the class view and its browser test all read this one run."""
     import nbformat
 
-    from autograder.course import Course
     from autograder.demo.examples import Example, load_examples, write_submission
     from autograder.grading.run import grade
-    from autograder.release import release
     from tests.examples import EXAMPLE_FOLDERS
 
     quiz, exercises = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
-    course = Course(copy_course(tmp_path_factory.mktemp("course")))
-    release(course)
+    course = released_course(tmp_path_factory.mktemp("course"))
     for folder in EXAMPLE_FOLDERS:
         for example in load_examples(folder):
             write_submission(example, course)
@@ -66,6 +115,26 @@ def graded_examples(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any,
     run = grade(course, workers=2, cell_timeout=5, progress=False)
     # The reports as report.json has them: the format instructors and platforms read.
     return course, run, {student.student: student.to_json() for student in run.students}
+
+
+@pytest.fixture(scope="session")
+def released_course(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """Make a released course at a folder: ``released_course(target, **Course options)``.
+
+    nbgrader's ``generate_assignment`` runs once per session (5-10 s); each course is a copy
+    of that one (source, release, gradebook and config), as an instructor's course is after
+    ``autograder release``. Tests of the release itself call :func:`release`."""
+    from autograder.course import Course
+    from autograder.release import release
+
+    template = copy_course(tmp_path_factory.mktemp("released-template"))
+    release(Course(template))
+
+    def make(target: Path, **options: Any) -> Any:
+        shutil.copytree(template, target, dirs_exist_ok=True)
+        return Course(target, **options)
+
+    return make
 
 
 def copy_course(target: Path) -> Path:

@@ -42,7 +42,6 @@ from autograder.grading.task import (
     package_identity,
     portable_overrides,
 )
-from autograder.release import release
 from tests.examples import EXAMPLES as EXAMPLES_ROOT
 
 from ..conftest import copy_course
@@ -262,9 +261,8 @@ def test_a_lost_scheduler_connection_ends_the_wait_at_once():
 
 
 @pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    course = Course(copy_course(tmp_path_factory.mktemp("course")))
-    release(course)
+def course(tmp_path_factory, released_course):
+    course = released_course(tmp_path_factory.mktemp("course"))
     for name in SAME_AS_POOL + KILLED + RESUMED + DROPPED + ABANDONED + FAR_AWAY:
         write_submission(EXAMPLES[name], course)
     return course

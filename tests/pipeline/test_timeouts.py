@@ -27,10 +27,9 @@ from autograder.demo.examples import Example, load_examples, write_submission
 from autograder.grading.gradebook import cell_scores
 from autograder.grading.run import grade
 from autograder.pipeline.protected_execute import ProtectedExecute
-from autograder.release import release
 from autograder.sandbox import SandboxedKernelManager
 
-from ..conftest import ASSIGNMENT, copy_course
+from ..conftest import ASSIGNMENT
 from .nbgrader_autograde import grade_with_nbgrader
 
 EXAMPLES = load_examples(Path(__file__).parent / "timeouts")
@@ -112,11 +111,8 @@ def _graded(course: Course, runs_dir: Path, example: Example) -> Graded:
     return Graded(runs, scores, messages)
 
 
-def _grade(folder: Path, grader: str, limits_: Limits, examples: list[Example]) -> dict:
-    """Grade ``examples`` under ``limits_`` in a fresh course with ``grader``."""
-    options = [f"--ProtectedExecute.{name}={value}" for name, value in limits_.options().items()]
-    course = Course(copy_course(folder), extra_config=tuple(options))
-    release(course)
+def _grade(course: Course, grader: str, limits_: Limits, examples: list[Example]) -> dict:
+    """Grade ``examples`` under ``limits_`` in a fresh released course with ``grader``."""
     if grader == "nbgrader":
         grade_with_nbgrader(course, examples)
         runs_dir = course.report_dir / "runs"
@@ -141,11 +137,17 @@ def _grade(folder: Path, grader: str, limits_: Limits, examples: list[Example]) 
 
 
 @pytest.fixture(scope="module", params=["autograder", "nbgrader"])
-def graded(request, tmp_path_factory):
+def graded(request, tmp_path_factory, released_course):
     results = {}
     for limits_ in (CELL_LIMIT, LONGER_LIMITS):
         examples = [e for e in EXAMPLES if EXPECT[e.name].limits == limits_]
-        results |= _grade(tmp_path_factory.mktemp(request.param), request.param, limits_, examples)
+        options = [
+            f"--ProtectedExecute.{name}={value}" for name, value in limits_.options().items()
+        ]
+        course = released_course(
+            tmp_path_factory.mktemp(request.param), extra_config=tuple(options)
+        )
+        results |= _grade(course, request.param, limits_, examples)
     return results
 
 
