@@ -108,11 +108,22 @@ class PromptKernelClient(AsyncKernelClient):
                 self.ready_reply = reply
                 return
             if not await self._async_is_alive():
-                raise RuntimeError("Kernel died before replying to kernel_info")
+                raise RuntimeError(
+                    f"Kernel died before replying to kernel_info{self._how_it_ended()}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
 
     wait_for_ready = _prompt_wait_for_ready
+
+    def _how_it_ended(self) -> str:
+        """ " (killed by signal 9)", " (exit status 1)", or "" when unknown: what tells a
+        kernel killed from outside from one that failed on its own."""
+        process = getattr(getattr(self.parent, "provisioner", None), "process", None)
+        code = process.poll() if process is not None else None
+        if code is None:
+            return ""
+        return f" (killed by signal {-code})" if code < 0 else f" (exit status {code})"
 
     async def _answer(self, asked: set[str], channel: str, timeout: float) -> dict[str, Any] | None:
         """The first message on ``channel`` answering one of ``asked``, or None after ``timeout``."""
