@@ -20,7 +20,8 @@ One module per concern:
 
 from __future__ import annotations
 
-from autograder.sandbox.kernel_manager import PromptKernelClient, SandboxedKernelManager
+from autograder.sandbox.kernel_client import PromptKernelClient
+from autograder.sandbox.kernel_manager import SandboxedKernelManager
 from autograder.sandbox.policy import SandboxUnavailable
 
 __all__ = ["PromptKernelClient", "SandboxUnavailable", "SandboxedKernelManager"]
