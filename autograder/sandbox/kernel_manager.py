@@ -488,13 +488,20 @@ class SandboxedKernelManager(AsyncKernelManager):
     cleanup_resources = _async_cleanup_resources
 
     async def kill_leftovers(self) -> list[int]:
-        """Kill everything the kernel and the student's code started; reap the kernel."""
+        """Kill everything the kernel and the student's code started; reap the kernel.
+
+        Every process of the kernel's uid only while this manager holds that uid's lock:
+        once its clean-up released the lock, the uid may be another kernel's (another
+        notebook's, another run's), and a second shutdown or clean-up of this manager
+        (nbclient's, a test's) would kill it. The kernel itself is still found by its pid
+        and start time."""
         pid = getattr(self.provisioner, "pid", None)
-        if pid is None and self._kernel_uid is None:
+        uid = self._kernel_uid if self._slot_fd is not None else None
+        if pid is None and uid is None:
             return []
         killed = await asyncio.to_thread(
             kill_sandbox_processes,
-            uid=self._kernel_uid,
+            uid=uid,
             pid=pid,
             pid_started=self._kernel_started,
             # no dedicated uid: find orphans (new sessions) by the token in their environment

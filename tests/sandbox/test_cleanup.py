@@ -167,6 +167,32 @@ def test_a_kernel_that_is_gone_gets_no_signal_through_its_old_group_id(tmp_path)
     asyncio.run(scenario())
 
 
+@root_only
+def test_a_manager_cleaned_up_twice_kills_nothing_of_its_uids_next_kernel(tmp_path):
+    """A second shutdown or clean-up of a manager whose kernel is gone (nbclient's, a test's)
+    once killed every process of the uid it had held, though the lock was released: the
+    uid's next kernel, another notebook's or another run's, died at start (SIGKILL)."""
+    base = 3_300_000 + 8 * random.randrange(100_000)  # uids no grading run uses
+
+    async def scenario() -> tuple[int, int, bool]:
+        first, first_kc = await start(tmp_path, Sandbox(base_uid=base), max_slots=1)
+        uid = first.kernel_uid
+        await stop(first, first_kc)
+        second, second_kc = await start(tmp_path, Sandbox(base_uid=base), max_slots=1)
+        try:
+            await first.kill_leftovers()
+            await first.shutdown_kernel(now=True)
+            await first.cleanup_resources()
+            alive = await second.is_alive()
+            return uid, second.kernel_uid, alive
+        finally:
+            await stop(second, second_kc)
+
+    first_uid, second_uid, alive = asyncio.run(scenario())
+    assert first_uid == second_uid == base  # one slot: the second kernel took the same uid
+    assert alive
+
+
 def test_kill_refuses_root_and_own_uid():
     for uid in {0, os.getuid()}:
         with pytest.raises(ValueError):
