@@ -23,8 +23,8 @@ ASSIGNMENT = "numpy_memory"  # the course's assignment, as source/ names it
 SLOW_TEST_TIMEOUT = 900
 
 
-# With `-n 2` the suite runs on pytest-xdist's workers (`--dist loadscope` is in pyproject.toml;
-# CI runs in one process, see there). A module's tests stay on one worker, so that its module fixtures (a graded corpus) are made
+# The suite runs on pytest-xdist's workers (`-n logical --dist loadscope`: pyproject.toml).
+# A module's tests stay on one worker, so that its module fixtures (a graded corpus) are made
 # once; the modules below share a session fixture, and stay on one worker together.
 SHARED_FIXTURES = {
     "graded-examples": (
