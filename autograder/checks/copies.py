@@ -9,7 +9,9 @@ same values (``.tolist()``, ``.tobytes()``), made before or after tracking, by a
 
 The search starts from every object the garbage collector tracks and descends into
 the containers it does not (a tuple or dict of arrays only), so names, containers,
-closures, generator frames, caches, class and module attributes are all covered.
+closures, generator frames, caches, class and module attributes are all covered. That
+search is skipped when the tracer shows that nothing large enough to hold the data exists
+(:func:`_no_room_for_an_array_or_bytes`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,15 @@ from __future__ import annotations
 import gc
 import hashlib
 import sys
+import tracemalloc
 from dataclasses import dataclass
+from operator import itemgetter
 from types import FrameType
 from typing import Any
 
 import numpy as np
+
+from autograder.checks.memory import _raw_traces
 
 _SAMPLES = 64  # values a list must match (a list is compared by samples, not digested)
 _MIN_BYTES = 64 * 1024  # below this a "copy" is not worth a student's points
@@ -83,18 +89,25 @@ def _subclasses(kind: type) -> set[type]:
     return found
 
 
-def _candidates(print_: Fingerprint) -> list[Any]:
-    """Objects that could hold the data: arrays of its size, lists of its length, bytes of
-    its size. A kernel refers to ~300,000 objects, so each pass is one comprehension."""
+def _lists(print_: Fingerprint) -> list[Any]:
+    """Lists of the data's length or number of rows (``.tolist()``, ``list(array)``): every
+    list is an object the collector tracks, so one pass over them finds all."""
     lengths = {print_.size, print_.rows}
+    return [o for o in gc.get_objects() if type(o) is list and len(o) in lengths]
+
+
+def _arrays_and_bytes(print_: Fingerprint) -> list[Any]:
+    """Buffer owners and ``bytes`` of the data's size. The collector tracks neither, so they
+    are found among the referents of the ~60,000 objects it does track (~300,000 in a
+    kernel), each pass one comprehension."""
     tracked = gc.get_objects()
-    found: list[Any] = [o for o in tracked if type(o) is list and len(o) in lengths]
     frontier = gc.get_referents(*[o for o in tracked if not _long_list_of_scalars(o)])
     del tracked
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:  # running functions' locals are not objects the collector tracks
         frontier += frame.f_locals.values()
         frame = frame.f_back
+    found: list[Any] = []
     arrays: dict[int, np.ndarray] = {}
     array_types = _subclasses(np.ndarray)  # a set lookup is 8x faster than isinstance here
     for _depth in range(_MAX_DEPTH):
@@ -111,6 +124,23 @@ def _candidates(print_: Fingerprint) -> list[Any]:
             break
         frontier = gc.get_referents(*opened)
     return found + list(arrays.values())
+
+
+def _no_room_for_an_array_or_bytes(print_: Fingerprint) -> bool:
+    """True when the tracer shows that no array or ``bytes`` can hold the data now.
+
+    The memory under such a copy is one allocation of at least the data's size: a NumPy
+    buffer, or the ``bytes``, ``bytearray``, ctypes or ``array.array`` buffer an array was
+    made over. If the tracer holds no allocation that large, there is no such copy, provided
+    it has seen every allocation since the array was tracked: it was not restarted (the
+    fingerprint's tuple of values, made when the array was tracked, still has its trace; a
+    restart erases every trace), and no memory it
+    cannot see was mapped (``mmap``, which ``np.memmap`` and shared memory use, was never
+    imported). The search it spares costs about 0.1 s in a kernel.
+    """
+    if "mmap" in sys.modules or tracemalloc.get_object_traceback(print_.values) is None:
+        return False
+    return max(map(itemgetter(1), _raw_traces()), default=0) < print_.nbytes
 
 
 def _same_array(value: np.ndarray, print_: Fingerprint) -> bool:
@@ -148,12 +178,33 @@ class _Flat:
         return row[index % self.width] if isinstance(row, list) else row
 
 
+def _no_room_for_a_copy(print_: Fingerprint) -> bool:
+    """True when the tracer shows that no copy can exist, so the search can be skipped.
+
+    Each object that can hold the data is one allocation of at least the data's size or 8
+    bytes per row, whichever is less: an array's buffer (or the bytes, bytearray, ctypes or
+    ``array.array`` buffer under it), a list's item slots, a ``bytes``. If the tracer holds
+    no allocation that large, there is none, provided the tracer has seen every allocation
+    since the array was tracked: it has not been restarted (the fingerprint, made when the
+    array was tracked, still has its trace), and no memory it cannot see was mapped
+    (``mmap``, which ``np.memmap`` and shared memory use, was never imported).
+    """
+    if "mmap" in sys.modules or tracemalloc.get_object_traceback(print_.values) is None:
+        return False
+    smallest = min(print_.nbytes, 8 * print_.rows)
+    sizes = map(itemgetter(1), _raw_traces())
+    return max(sizes, default=0) < smallest
+
+
 def find_copies(print_: Fingerprint) -> list[Any]:
     """Every live array, list or bytes object that holds the fingerprinted data."""
-    if print_.nbytes < _MIN_BYTES:
+    if print_.nbytes < _MIN_BYTES or _no_room_for_a_copy(print_):
         return []
+    candidates = _lists(print_)
+    if not _no_room_for_an_array_or_bytes(print_):
+        candidates += _arrays_and_bytes(print_)
     found = []
-    unique = {id(value): value for value in _candidates(print_)}
+    unique = {id(value): value for value in candidates}
     for value in unique.values():
         if isinstance(value, np.ndarray):
             if _same_array(value, print_):
