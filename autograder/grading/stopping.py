@@ -14,6 +14,11 @@ alone end the same way:
    the signal's number, as a shell reports a process that signal ended: 130 for Ctrl-C
    (SIGINT), 143 for SIGTERM (a scheduler or a hub stopping the job).
 
+The signal handler raises RunStopped wherever the main thread is. Where Python cannot pass an
+exception on (a weakref callback, a ``__del__``, a garbage collector callback: it prints
+"Exception ignored in" and goes on), the stop is not lost: the handler also records it, and
+the run's loops call :func:`raise_if_stopped` at least every :data:`POLL_SECONDS`.
+
 A second Ctrl-C (or SIGTERM) during the clean-up stops at once: every process the run's
 process started is killed, and it exits. A run started with SIGINT ignored (a background
 job of a non-interactive shell) keeps ignoring it, as Python itself does: SIGTERM stops it.
@@ -37,6 +42,8 @@ from autograder.limits import duration
 
 # Seconds the run's processes get to stop their kernels and exit before they are killed.
 STOP_SECONDS = 5.0
+# The longest the run's loops wait between two looks at a stop the handler recorded.
+POLL_SECONDS = 0.5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 
@@ -96,6 +103,7 @@ def signals_stop_the_run() -> Iterator[None]:
         yield
         return
     previous = {}
+    _requested.clear()
     for signum in _SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
             previous[signum] = signal.signal(signum, _first)
@@ -104,13 +112,25 @@ def signals_stop_the_run() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _requested.clear()
+
+
+_requested: list[int] = []  # the signal that stopped the run, once its handler ran
 
 
 def _first(signum: int, frame: FrameType | None) -> None:
     for handled in _SIGNALS:
         if signal.getsignal(handled) == _first:
             signal.signal(handled, _at_once)
+    _requested.append(signum)
     raise RunStopped(signum)
+
+
+def raise_if_stopped() -> None:
+    """Raise RunStopped if a signal stopped the run: its handler's own exception may have
+    been swallowed (it ran inside a weakref callback or a ``__del__``)."""
+    if _requested:
+        raise RunStopped(_requested[0])
 
 
 def _at_once(signum: int, frame: FrameType | None) -> None:

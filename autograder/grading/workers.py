@@ -230,7 +230,10 @@ def _pool_results(
     try:
         while waiting or started:
             fill_free_slots()
-            done, _ = wait(started, return_when=FIRST_COMPLETED)
+            done: set[Future[str]] = set()
+            while not done:
+                stopping.raise_if_stopped()
+                done, _ = wait(started, stopping.POLL_SECONDS, return_when=FIRST_COMPLETED)
             results = []
             for future in done:
                 slot, student = started.pop(future)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,11 @@ from tests.grading import test_stopping
 
 if __name__ == "__main__":
     task = getattr(test_stopping, sys.argv[2])
+    on_done = getattr(test_stopping, sys.argv[3], print)
     try:
         with stopping.signals_stop_the_run():
             course = Course(Path(sys.argv[1]), assignment="numpy_memory")  # no source/: named
-            grade_in_pool(course, ["a", "b", "c"], 2, {}, print, task)
+            grade_in_pool(course, ["a", "b", "c"], 2, {}, on_done, task)
     except stopping.RunStopped as stop:
         print(f"stopped with {stop.exit_code}", flush=True)
         sys.exit(stop.exit_code)
@@ -51,6 +53,32 @@ def grades_until_stopped(root: str, assignment: str, student: str, overrides: An
     return "stopped"
 
 
+def a_is_quick(root: str, assignment: str, student: str, overrides: Any) -> str:
+    """Student a is graded at once; the others are busy until the run stops."""
+    return (
+        "graded" if student == "a" else grades_until_stopped(root, assignment, student, overrides)
+    )
+
+
+def ctrl_c_where_python_swallows_it(student: str, log: str, final: bool = True) -> None:
+    """As the run records a student, a Ctrl-C lands while Python runs a weakref callback (a
+    garbage collection can run one anywhere): the exception its handler raises there is
+    printed as "Exception ignored in" and dropped."""
+
+    class Thing:
+        pass
+
+    def callback(_: object) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs between two of these instructions
+            pass
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)
+    del thing
+    assert ref() is None
+
+
 def ignores_sigterm(root: str, assignment: str, student: str, overrides: Any) -> str:
     """As a worker stuck where nothing reaches it (a long C call): the stop must kill it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -59,14 +87,17 @@ def ignores_sigterm(root: str, assignment: str, student: str, overrides: Any) ->
     return "never"
 
 
-def _start(folder: Path, task: str, sigint: str = "SIG_DFL") -> subprocess.Popen[str]:
+def _start(
+    folder: Path, task: str, sigint: str = "SIG_DFL", on_done: str = "print"
+) -> subprocess.Popen[str]:
     """The run in a process group of its own (as a terminal's foreground job), with SIGINT's
     disposition set as given (a test runner may have started this process ignoring it)."""
     launcher = (
         f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{sigint}); "
         "os.execv(sys.argv[1], sys.argv[1:])"
     )
-    command = [sys.executable, "-c", launcher, sys.executable, "-c", POOL_RUN, str(folder), task]
+    run = [sys.executable, "-c", POOL_RUN, str(folder), task, on_done]
+    command = [sys.executable, "-c", launcher, *run]
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -113,6 +144,14 @@ def test_ctrl_c_to_the_process_group_stops_the_workers_at_once(tmp_path):
     assert "Traceback" not in output, output  # no worker printed its own KeyboardInterrupt
     assert seconds < stopping.STOP_SECONDS, output  # the workers left without being killed
     assert _alive(workers) == []
+
+
+def test_a_ctrl_c_whose_exception_python_swallowed_still_stops_the_run(tmp_path):
+    run = _start(tmp_path, "a_is_quick", on_done="ctrl_c_where_python_swallows_it")
+    code, output, _ = _ended(run, time.monotonic())
+    assert "Exception ignored in" in output and "RunStopped: Ctrl-C (SIGINT)" in output, output
+    assert code == 130 and "stopped with 130" in output, output
+    assert _alive([int(path.read_text()) for path in tmp_path.glob("*.pid")]) == []
 
 
 def test_sigterm_stops_it_too_and_a_sigint_ignored_from_the_start_stays_ignored(tmp_path):
