@@ -2,13 +2,17 @@
 
 One module fixture starts, at the same time on this machine, as root:
 
-* runs A and B: two copies of the course, each with every hostile example
-  (``tests/examples/hostile/`` and this folder's ``attacks/``: wrecking and reading the
-  course's files, 300 forks, 8 GiB, a loop that ignores SIGINT, a thread that re-patches
-  the checks) and three honest students, graded by ``autograder grade --workers 2``;
-  the two runs share the machine's uids, as two courses on one grading server do;
-* run C: a third copy graded in a container's conditions (no CAP_SYS_ADMIN, so no
-  namespaces: ``container.py``), where only permissions keep the kernels out of the course;
+* run A: a copy of the course with every hostile example (``tests/examples/hostile/`` and
+  this folder's ``attacks/``: wrecking and reading the course's files, 300 forks, 8 GiB, a
+  loop that ignores SIGINT, a thread that re-patches the checks) and three honest students,
+  graded by ``autograder grade --workers 2``;
+* run B, its hostile neighbour: a second copy with the attacks and the same honest
+  students, graded the same way at the same time; the two runs share the machine's uids,
+  as two courses on one grading server do. (The cheats of ``tests/examples/hostile/`` act
+  inside their own kernel only: A grades them, and so does ``tests/conftest.py``'s run);
+* run C: a third copy with the attacks, graded in a container's conditions (no
+  CAP_SYS_ADMIN, so no namespaces: ``container.py``), where only permissions keep the
+  kernels out of the course;
 * run D: a fork bomb and a memory bomb in slot 0 of a uid range of their own, then an honest
   student in the same slot, on one worker;
 * run F: a container that does not even let root change uid: nothing may be graded;
@@ -54,11 +58,13 @@ from .kernels import root_only
 pytestmark = [pytest.mark.slow, root_only]
 
 ATTACKS = Path(__file__).with_name("attacks")
-HOSTILE = load_examples(EXAMPLES / "hostile") + load_examples(ATTACKS)
+ATTACKING = load_examples(ATTACKS)  # what reaches past its own kernel: files, processes, memory
+HOSTILE = load_examples(EXAMPLES / "hostile") + ATTACKING
 BY_NAME = {e.name: e for e in HOSTILE + load_examples(EXAMPLES / "submissions")}
 HONEST = [BY_NAME[name] for name in ("passes-all", "blank", "fails-ex2-view-keeps-base")]
 BOMBS = [BY_NAME["cheat-forks-300-processes"], BY_NAME["cheat-allocates-8-gib"]]
 AFTER_BOMBS = BY_NAME["fails-ex2-view-keeps-base"]
+SANDBOXED_RUNS = {"A": HOSTILE + HONEST, "B": ATTACKING + HONEST}  # graded at the same time
 CONTROL = [
     BY_NAME["cheat-wrecks-course-files"],
     BY_NAME["cheat-reads-source-notebooks"],
@@ -224,9 +230,9 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     # A and B as courses graded before (sealed); C as the instructor left it, world-readable:
     # its run seals it before any kernel starts, and starts first, so that no other run's
     # attacks see it unsealed. Courses that are no target carry no marker.
-    for name in "AB":
-        _course(template, runs[name], HOSTILE + HONEST, target=True, sealed=True)
-    _course(template, runs["C"], [*HOSTILE, BY_NAME["passes-all"]], target=True)
+    for name, students in SANDBOXED_RUNS.items():
+        _course(template, runs[name], students, target=True, sealed=True)
+    _course(template, runs["C"], [*ATTACKING, BY_NAME["passes-all"]], target=True)
     bombs_config = f"\nc.SandboxedKernelManager.base_uid = {BOMB_BASE_UID}\n"
     _course(template, runs["D"], [*BOMBS, AFTER_BOMBS], bombs_config)
     _course(template, runs["F"], [BY_NAME["passes-all"]])
@@ -319,7 +325,7 @@ def _ran(notebook: dict) -> bool:
     return notebook["status"] != "ungradable" and notebook["max_score"] > 0
 
 
-@pytest.mark.parametrize("name", ["A", "B"])
+@pytest.mark.parametrize("name", SANDBOXED_RUNS)
 def test_every_notebook_of_both_runs_was_fully_sandboxed(runs: Runs, name: str) -> None:
     run = runs.runs[name]
     assert run.returncode == 0, run.stderr[-3000:]
@@ -327,7 +333,7 @@ def test_every_notebook_of_both_runs_was_fully_sandboxed(runs: Runs, name: str) 
     assert first.startswith("Sandbox fully applied: student kernels run as a dedicated uid")
     assert run.report["sandbox"]["level"] == "full"
     notebooks = [n for s in run.report["students"] for n in s["notebooks"] if _ran(n)]
-    assert len(notebooks) >= len(HOSTILE) + len(HONEST)
+    assert len(notebooks) >= len(SANDBOXED_RUNS[name])
     for notebook in notebooks:
         assert notebook["sandbox_level"] == "full", notebook
         assert notebook["sandbox"].startswith("Sandbox fully applied: student kernels run as uid")
@@ -362,6 +368,8 @@ def test_the_attacks_reached_nothing(runs: Runs, name: str) -> None:
 @pytest.mark.parametrize("name", ["A", "B", "C"])
 def test_every_example_keeps_its_golden_result(runs: Runs, name: str) -> None:
     students = runs.runs[name].students()
+    submitted = (runs.runs[name].root / "submitted").iterdir()
+    assert students.keys() == {p.name for p in submitted if not p.name.startswith(".")}
     wrong = {}
     for example in [e for e in HOSTILE + HONEST if e.name in students]:
         report = students[example.name]
