@@ -13,6 +13,8 @@ every ``manylinux`` wheel up to ``manylinux_2_35``.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import platform
 import subprocess
 import sys
@@ -79,7 +81,16 @@ def build_wheel(out_dir: Path) -> Path:
             f"No pyproject.toml at {PROJECT}: build the platform's files from a checkout of "
             "the project (pip install -e .), where the wheel can be built."
         )
-    with tempfile.TemporaryDirectory(prefix="autograder-wheel-") as tmp:
+    # pip builds a local project in its own tree (setuptools' build/): two builds at once (the
+    # Gradescope and PrairieLearn files made side by side) would write the same files. One
+    # build of this checkout at a time, machine-wide.
+    key = hashlib.sha256(str(PROJECT).encode()).hexdigest()[:16]
+    lock_path = Path(tempfile.gettempdir()) / f"autograder-wheel-{key}.lock"
+    with (
+        lock_path.open("a") as lock,
+        tempfile.TemporaryDirectory(prefix="autograder-wheel-") as tmp,
+    ):
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         done = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp, str(PROJECT)],
             capture_output=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -100,3 +101,11 @@ def test_no_installed_file_holds_a_solution_hidden_test_or_quiz_answer(installed
     assert found == []
     names = {path.relative_to(path.parents[1]).as_posix() for path in installed}
     assert not any(name.endswith(".toml") for name in names), "an example submission is shipped"
+
+
+def test_builds_at_once_each_get_their_wheel(tmp_path):
+    """The Gradescope and PrairieLearn files built side by side (two commands, two test
+    workers) each build the wheel in the checkout's own build/ folder: one at a time."""
+    with ThreadPoolExecutor(3) as pool:
+        wheels = list(pool.map(build_wheel, [tmp_path / str(n) for n in range(3)]))
+    assert [wheel.is_file() and wheel.stat().st_size > 0 for wheel in wheels] == [True] * 3
