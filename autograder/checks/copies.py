@@ -134,9 +134,10 @@ def _no_room_for_an_array_or_bytes(print_: Fingerprint) -> bool:
     made over. If the tracer holds no allocation that large, there is no such copy, provided
     it has seen every allocation since the array was tracked: it was not restarted (the
     fingerprint's tuple of values, made when the array was tracked, still has its trace; a
-    restart erases every trace), and no memory it
-    cannot see was mapped (``mmap``, which ``np.memmap`` and shared memory use, was never
-    imported). The search it spares costs about 0.1 s in a kernel.
+    restart erases every trace), and no memory it cannot see was mapped (``mmap``, which
+    ``np.memmap`` and shared memory use, was never imported). The search it spares costs
+    about 0.1 s in a kernel. (``get_object_traceback`` finds no trace for an instance of a
+    plain class on Python 3.11, hence the tuple.)
     """
     if "mmap" in sys.modules or tracemalloc.get_object_traceback(print_.values) is None:
         return False
@@ -178,27 +179,9 @@ class _Flat:
         return row[index % self.width] if isinstance(row, list) else row
 
 
-def _no_room_for_a_copy(print_: Fingerprint) -> bool:
-    """True when the tracer shows that no copy can exist, so the search can be skipped.
-
-    Each object that can hold the data is one allocation of at least the data's size or 8
-    bytes per row, whichever is less: an array's buffer (or the bytes, bytearray, ctypes or
-    ``array.array`` buffer under it), a list's item slots, a ``bytes``. If the tracer holds
-    no allocation that large, there is none, provided the tracer has seen every allocation
-    since the array was tracked: it has not been restarted (the fingerprint, made when the
-    array was tracked, still has its trace), and no memory it cannot see was mapped
-    (``mmap``, which ``np.memmap`` and shared memory use, was never imported).
-    """
-    if "mmap" in sys.modules or tracemalloc.get_object_traceback(print_.values) is None:
-        return False
-    smallest = min(print_.nbytes, 8 * print_.rows)
-    sizes = map(itemgetter(1), _raw_traces())
-    return max(sizes, default=0) < smallest
-
-
 def find_copies(print_: Fingerprint) -> list[Any]:
     """Every live array, list or bytes object that holds the fingerprinted data."""
-    if print_.nbytes < _MIN_BYTES or _no_room_for_a_copy(print_):
+    if print_.nbytes < _MIN_BYTES:
         return []
     candidates = _lists(print_)
     if not _no_room_for_an_array_or_bytes(print_):
