@@ -15,9 +15,10 @@ alone end the same way:
    (SIGINT), 143 for SIGTERM (a scheduler or a hub stopping the job).
 
 The signal handler raises RunStopped wherever the main thread is. Where Python cannot pass an
-exception on (a weakref callback, a ``__del__``, a garbage collector callback: it prints
-"Exception ignored in" and goes on), the stop is not lost: the handler also records it, and
-the run's loops call :func:`raise_if_stopped` at least every :data:`POLL_SECONDS`.
+exception on (a weakref callback, a ``__del__``, a garbage collector callback), the stop is
+not lost: the handler also records it, and the run's loops call :func:`raise_if_stopped` at
+least every :data:`POLL_SECONDS`. Python's "Exception ignored in" traceback for it is not
+printed: the instructor would read it as a crash.
 
 A second Ctrl-C (or SIGTERM) during the clean-up stops at once: every process the run's
 process started is killed, and it exits. A run started with SIGINT ignored (a background
@@ -107,9 +108,17 @@ def signals_stop_the_run() -> Iterator[None]:
     for signum in _SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
             previous[signum] = signal.signal(signum, _first)
+    unraisable = sys.unraisablehook
+
+    def keep_quiet_about_a_recorded_stop(swallowed: sys.UnraisableHookArgs) -> None:
+        if not isinstance(swallowed.exc_value, RunStopped):
+            unraisable(swallowed)
+
+    sys.unraisablehook = keep_quiet_about_a_recorded_stop
     try:
         yield
     finally:
+        sys.unraisablehook = unraisable
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _requested.clear()
