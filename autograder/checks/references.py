@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from autograder.checks import collector
 from autograder.checks.advice import (
     CACHE,
     CLASS_ATTRIBUTE,
@@ -362,6 +363,7 @@ def _unnamed_holders(owner: Any, ignore: tuple[Any, ...] = ()) -> list[Holder]:
     """What the garbage collector says refers to the array, when no path from the
     notebook's names was found. Arrays are not tracked by the collector, so this sees
     only holders that are (dicts, lists, frames, closures...), and only one step back."""
+    collector.see_every_object()  # a frozen object (a module's dict) may be the one
     ignored = {id(value) for value in ignore}
     places = sorted(
         {
@@ -395,6 +397,7 @@ def held_only_by_a_cycle(owner: Any) -> bool:
     them): the objects that refer to the array, and to those, back until the group is
     closed, must have no reference from outside the group, as the collector itself decides.
     """
+    collector.see_every_object()  # the referrers of frozen objects are not listed otherwise
     group: dict[int, Any] = {}
     pending = [referrer for referrer in gc.get_referrers(owner) if not _ours(referrer)]
     while pending:
@@ -430,4 +433,4 @@ def forget_last_error() -> None:
         shell.InteractiveTB.tb = None
     # In a kernel the failed cell's frames are left in a reference cycle (IPython's run_code
     # frame holds the cell's result, which holds the exception): only the collector frees them.
-    gc.collect()
+    collector.collect()
