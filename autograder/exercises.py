@@ -28,11 +28,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import nbformat
-from nbformat import NotebookNode
-from nbgrader.preprocessors import NbGraderPreprocessor
+from autograder import lean_imports
 
-from autograder.notebook_cells import grade_id, is_test
+lean_imports.skip_unused()  # before nbformat imports jsonschema, and nbgrader itself
+
+import nbformat  # noqa: E402
+from nbformat import NotebookNode  # noqa: E402
+from nbgrader.preprocessors import NbGraderPreprocessor  # noqa: E402
+
+from autograder.notebook_cells import grade_id, is_test  # noqa: E402
 
 if TYPE_CHECKING:
     from autograder.course import Course
