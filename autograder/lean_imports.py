@@ -30,11 +30,11 @@ UNUSED = ("rfc3987_syntax",)
 
 def skip_unused() -> None:
     """Make ``import`` of :data:`UNUSED` fail with ImportError (which jsonschema expects of
-    an optional dependency), unless jsonschema or the module itself is imported already."""
-    if "jsonschema" in sys.modules:
-        return
-    for name in UNUSED:
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+    an optional dependency), unless jsonschema or the module itself is imported already; and
+    ``import nbgrader`` skip its server extensions, unless it is imported already."""
+    if "jsonschema" not in sys.modules:
+        for name in UNUSED:
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     _nbgrader_without_its_server_extensions()
 
 
