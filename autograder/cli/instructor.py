@@ -226,6 +226,7 @@ def _grade(args: argparse.Namespace) -> int:
                 scheduler=args.scheduler,
                 sandbox=args.sandbox,
             )
+            late = stopping.requested()  # after every student was recorded: the report is done
     except stopping.RunStopped as stop:  # Ctrl-C, SIGTERM: cleaned up; say what is kept
         print(f"\n{stop.summary()}", file=sys.stderr, flush=True)
         return stop.exit_code
@@ -245,8 +246,16 @@ def _grade(args: argparse.Namespace) -> int:
     problem = not_graded_summary(run)
     if problem:
         print("\n" + problem, file=sys.stderr)
-        return EXIT_SANDBOX
-    return 0
+    if late is not None:
+        signal_ = stopping.RunStopped(late)
+        print(
+            f"\n{signal_} came after every student was recorded: the run finished, and its "
+            "report is complete.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return signal_.exit_code
+    return EXIT_SANDBOX if problem else 0
 
 
 def _add_hub_commands(commands: Commands) -> None:

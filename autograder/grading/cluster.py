@@ -435,7 +435,8 @@ def _next_done(client: Client, queue: as_completed, address: str, patience: floa
                     f"no worker was left at the Dask scheduler at {address}: none for "
                     f"{duration(NO_WORKER_PATIENCE)}"
                 )
-        time.sleep(POLL_SECONDS)
+        with stopping.waiting():
+            time.sleep(POLL_SECONDS)
     return next(queue)
 
 

@@ -249,7 +249,7 @@ def _grade(
                 )
             else:
                 grade_in_pool(course, to_grade, workers, overrides, finish)
-            stopping.raise_if_stopped()  # a stop whose exception was swallowed, at the very end
+            stopping.raise_if_stopped()  # a stop recorded after the loop's last look
     except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM: what is recorded stays
         stop = stopping.stopped(interrupt)
         stop.recorded = len(run.skipped) + len(recorded)

@@ -14,11 +14,12 @@ alone end the same way:
    the signal's number, as a shell reports a process that signal ended: 130 for Ctrl-C
    (SIGINT), 143 for SIGTERM (a scheduler or a hub stopping the job).
 
-The signal handler raises RunStopped wherever the main thread is. Where Python cannot pass an
-exception on (a weakref callback, a ``__del__``, a garbage collector callback), the stop is
-not lost: the handler also records it, and the run's loops call :func:`raise_if_stopped` at
-least every :data:`POLL_SECONDS`. Python's "Exception ignored in" traceback for it is not
-printed: the instructor would read it as a crash.
+The signal handler records the stop, and raises RunStopped only while the run's own loop
+waits for its workers (:func:`waiting`), where nothing but the run's code can catch it. Raised
+anywhere else, a library could swallow it or log it as a crash (SQLAlchemy logs an exception
+raised while it closes a connection, then goes on; Python prints one raised in a weakref
+callback or a ``__del__`` as "Exception ignored in"). The loops call :func:`raise_if_stopped`
+at least every :data:`POLL_SECONDS`, so a stop recorded elsewhere ends the run as promptly.
 
 A second Ctrl-C (or SIGTERM) during the clean-up stops at once: every process the run's
 process started is killed, and it exits. A run started with SIGINT ignored (a background
@@ -127,19 +128,39 @@ def signals_stop_the_run() -> Iterator[None]:
 _requested: list[int] = []  # the signal that stopped the run, once its handler ran
 
 
+_waiting: list[bool] = []  # not empty while the run's loop waits for its workers
+
+
 def _first(signum: int, frame: FrameType | None) -> None:
     for handled in _SIGNALS:
         if signal.getsignal(handled) == _first:
             signal.signal(handled, _at_once)
     _requested.append(signum)
-    raise RunStopped(signum)
+    if _waiting:
+        raise RunStopped(signum)
 
 
 def raise_if_stopped() -> None:
-    """Raise RunStopped if a signal stopped the run: its handler's own exception may have
-    been swallowed (it ran inside a weakref callback or a ``__del__``)."""
+    """Raise RunStopped if a signal stopped the run (its handler only recorded it)."""
     if _requested:
         raise RunStopped(_requested[0])
+
+
+def requested() -> int | None:
+    """The signal that stopped the run, if one came (and was not raised yet)."""
+    return _requested[0] if _requested else None
+
+
+@contextlib.contextmanager
+def waiting() -> Iterator[None]:
+    """The run's loop waits for its workers in this block: a signal raises RunStopped at once.
+    A stop recorded before it is raised on entering."""
+    raise_if_stopped()
+    _waiting.append(True)
+    try:
+        yield
+    finally:
+        _waiting.pop()
 
 
 def _at_once(signum: int, frame: FrameType | None) -> None:

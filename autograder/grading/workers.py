@@ -232,8 +232,8 @@ def _pool_results(
             fill_free_slots()
             done: set[Future[str]] = set()
             while not done:
-                stopping.raise_if_stopped()
-                done, _ = wait(started, stopping.POLL_SECONDS, return_when=FIRST_COMPLETED)
+                with stopping.waiting():
+                    done, _ = wait(started, stopping.POLL_SECONDS, return_when=FIRST_COMPLETED)
             results = []
             for future in done:
                 slot, student = started.pop(future)
