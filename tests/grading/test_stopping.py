@@ -46,9 +46,16 @@ if __name__ == "__main__":
 """
 
 
+def _write_pid(folder: Path, student: str) -> None:
+    """This worker's pid in ``<student>.pid``, whole or not at all (the test polls for it)."""
+    partial = folder / f"{student}.pid.partial"
+    partial.write_text(str(os.getpid()))
+    partial.replace(folder / f"{student}.pid")
+
+
 def grades_until_stopped(root: str, assignment: str, student: str, overrides: Any) -> str:
     """As a worker grading a student: busy until the run stops (a killed kernel ends it)."""
-    (Path(root) / f"{student}.pid").write_text(str(os.getpid()))
+    _write_pid(Path(root), student)
     while not running.stopped():
         time.sleep(0.05)
     return "stopped"
@@ -97,7 +104,7 @@ def ctrl_c_where_a_library_catches_everything(student: str, log: str, final: boo
 def ignores_sigterm(root: str, assignment: str, student: str, overrides: Any) -> str:
     """As a worker stuck where nothing reaches it (a long C call): the stop must kill it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    (Path(root) / f"{student}.pid").write_text(str(os.getpid()))
+    _write_pid(Path(root), student)
     time.sleep(600)
     return "never"
 
@@ -124,13 +131,19 @@ def _start(
 
 
 def _workers(folder: Path, run: subprocess.Popen[str]) -> list[int]:
-    """The pids of the two workers, once both grade."""
+    """The pids of the two workers, once both grade (a pid file is read once written whole:
+    it exists, empty, between its creation and its write)."""
     deadline = time.monotonic() + 120
-    while len(pids := list(folder.glob("*.pid"))) < 2:
-        assert run.poll() is None, run.communicate()[0]
-        assert time.monotonic() < deadline, "the workers did not start"
-        time.sleep(0.05)
-    return [int(path.read_text()) for path in pids]
+    try:
+        while len(pids := [p.read_text() for p in folder.glob("*.pid")]) < 2 or "" in pids:
+            assert run.poll() is None, run.communicate()[0]
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+    except BaseException:
+        os.killpg(run.pid, signal.SIGKILL)  # no run left behind to fail a later test
+        run.communicate()
+        raise
+    return [int(pid) for pid in pids]
 
 
 def _alive(pids: list[int]) -> list[int]:
