@@ -418,7 +418,6 @@ def _next_done(client: Client, queue: as_completed, address: str, patience: floa
     started = time.monotonic()
     checked, without_workers_since = started, None
     while not queue.has_ready():
-        stopping.raise_if_stopped()
         if client.status != "running":  # the scheduler's connection was lost
             raise _ClusterGone(_scheduler_gone(address))
         now = time.monotonic()

@@ -109,6 +109,9 @@ def signals_stop_the_run() -> Iterator[None]:
     for signum in _SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
             previous[signum] = signal.signal(signum, _first)
+    # Inside waiting() a collection can still run a __del__ or a weakref callback, and a
+    # RunStopped raised there is dropped with an "Exception ignored in" traceback. The stop is
+    # recorded all the same (raise_if_stopped raises it next), so that traceback is noise.
     unraisable = sys.unraisablehook
 
     def keep_quiet_about_a_recorded_stop(swallowed: sys.UnraisableHookArgs) -> None:
