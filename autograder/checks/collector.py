@@ -13,7 +13,8 @@ What the freeze must never do is let a check pass that would fail otherwise:
   about to fail first calls :func:`collect_every_object` (unfreeze, collect) and looks again;
 * the collector's lists (``gc.get_objects``, ``gc.get_referrers``) leave frozen objects out,
   and the notebook's namespace is one of them: :func:`lists` adds the lists that existed at
-  the freeze, and a search that needs every object calls :func:`see_every_object` first.
+  the freeze (unless the notebook froze or thawed objects itself: then every object is seen
+  again), and a search that needs every object calls :func:`see_every_object` first.
 
 Nothing is frozen again once unfrozen: from then on the checks run as if nothing had been
 (a notebook that fails a check pays the full collections, as before).
@@ -31,50 +32,43 @@ import gc
 from typing import Any
 
 _start_up_lists: list[list[Any]] = []  # lists that existed at the freeze (frozen: unlisted)
-# None until these checks freeze; then how many objects their freeze holds (fewer as frozen
-# objects die), and 0 once it was undone: never frozen again in this process.
-_frozen_count: int | None = None
+# None until these checks freeze; True while their freeze holds; False once it was undone:
+# never frozen again in this process.
+_frozen: bool | None = None
+# A list made just after the freeze: a later gc.freeze() (the notebook's) freezes it too, and
+# it leaves gc.get_objects(). (gc.get_freeze_count walks every frozen object: 4 ms a call.)
+_made_after: list[list[Any]] = []
 
 
 def freeze_start_up_objects() -> None:
     """Collect, then put every object that exists now out of the collector's reach. Once
     per process: a notebook's second set-up cell changes nothing."""
-    global _frozen_count
-    if _frozen_count is not None:
+    global _frozen
+    if _frozen is not None:
         return
     gc.unfreeze()  # whatever froze objects before (nothing does): they are listed below too
     gc.collect()
     _start_up_lists[:] = [o for o in gc.get_objects() if type(o) is list]
     gc.freeze()
-    _frozen_count = gc.get_freeze_count()
-
-
-def _only_our_freeze() -> bool:
-    """Whether these checks' freeze still holds (less frozen objects that died since). Any
-    other freeze (code that froze objects itself) is undone: every object is seen again."""
-    global _frozen_count
-    count = gc.get_freeze_count()
-    if _frozen_count and 0 < count <= _frozen_count:
-        _frozen_count = count
-        return True
-    if count or _frozen_count:
-        see_every_object()
-    return False
+    _made_after[:] = [[]]
+    _frozen = True
 
 
 def collect() -> None:
-    """Free reference cycles among the objects made since the freeze (all of them, if none)."""
-    _only_our_freeze()  # someone else's freeze is undone before collecting
+    """Free reference cycles among the objects made since the freeze (all of them, if none).
+
+    A freeze the notebook made itself is left for now: it can only keep more memory held,
+    and a check that fails collects every object before it says so."""
     gc.collect()
 
 
 def see_every_object() -> None:
     """From now on the collector sees every object again (its lists and its collections)."""
-    global _frozen_count
+    global _frozen
     gc.unfreeze()
     _start_up_lists.clear()
-    if _frozen_count is not None:
-        _frozen_count = 0
+    if _frozen is not None:
+        _frozen = False
 
 
 def collect_every_object() -> bool:
@@ -88,6 +82,13 @@ def collect_every_object() -> bool:
 
 
 def lists() -> list[list[Any]]:
-    """Every list alive: those the collector lists, and those frozen at the start."""
+    """Every list alive: those the collector lists, and those frozen at the start. A freeze
+    (or thaw) by anyone else is undone first: every object is seen again."""
     found = [o for o in gc.get_objects() if type(o) is list]
-    return found + _start_up_lists if _only_our_freeze() else found
+    frozen = gc.get_freeze_count()
+    if _frozen and frozen and any(o is _made_after[0] for o in found):
+        return found + _start_up_lists  # ours alone: the list made after it is still listed
+    if not frozen and not _frozen:
+        return found  # nothing frozen
+    see_every_object()
+    return [o for o in gc.get_objects() if type(o) is list]
