@@ -125,9 +125,9 @@ def test_a_technique_the_exercise_does_not_accept_fails_its_test_and_teaches(wor
 
 FRAGMENTS_THEN_FREES = [
     "import numpy as np\nfrom autograder import checks\nchecks.start_tracing()",
-    # A million Python floats, dropped: glibc keeps the freed heap block and carves the
+    # Two million Python floats, dropped: glibc keeps the freed heap block and carves the
     # next large array out of it, so freeing that array gives no memory back to the OS.
-    "junk = np.arange(3_000_000, dtype=float).tolist()\ndel junk",
+    "junk = np.arange(2_000_000, dtype=float).tolist()\ndel junk",
     'grid = np.ones(8_000_000)\nchecks.track(grid, "grid")',
     "grid = None",
     'checks.assert_freed("grid", expected_nbytes=64_000_000)',
