@@ -5,7 +5,10 @@ so that the whole notebook is the instructor's correct solution, run after some 
 Python that has nothing to do with the exercises. The snippets make and drop many Python
 objects or arrays of different sizes and shapes, and some keep a few of them, leaving holes in
 the C heap. Afterwards the C allocator may serve the exercises' 8 and 16 MB arrays from memory
-it already holds, so the process's resident memory need not fall when they are freed. None of
+it already holds, so the process's resident memory need not fall when they are freed.
+Each snippet's size is what leaves holes of several MB (2,000,000 floats leave ~170 MiB kept by
+the allocator, lesson 1 measures), and no more: under tracemalloc, which records every object,
+a million Python objects cost about 4 s of the kernel's CPU. None of
 them keeps any array of the exercises, so each notebook must get full marks and no flag.
 
 Names are chosen not to clash with the notebook's own (``grid``, ``readings``, ``_expected``...).
@@ -29,10 +32,10 @@ def _cell(source: str) -> str:
 # (id, source): every source is a complete, honest cell prefix.
 SNIPPETS: list[tuple[str, str]] = [
     (
-        "tolist-3m-floats",
+        "tolist-2m-floats",
         _cell(
             """
-        tmp = np.arange(3_000_000, dtype=float).tolist()
+        tmp = np.arange(2_000_000, dtype=float).tolist()
         del tmp
         """
         ),
@@ -51,7 +54,7 @@ SNIPPETS: list[tuple[str, str]] = [
         "tolist-2d-list-of-lists",
         _cell(
             """
-        rows = np.ones((1000, 1500)).tolist()
+        rows = np.ones((1000, 750)).tolist()
         print(len(rows), len(rows[0]))
         del rows
         """
@@ -122,9 +125,9 @@ SNIPPETS: list[tuple[str, str]] = [
         _cell(
             """
         kept = []
-        for i in range(60):
+        for i in range(30):
             big = np.arange(50_000, dtype=float).tolist()
-            if i % 6 == 0:
+            if i % 3 == 0:
                 kept.append(big[:1000])  # a small survivor between freed lists
             del big
         """
@@ -135,7 +138,7 @@ SNIPPETS: list[tuple[str, str]] = [
         _cell(
             """
         values = []
-        for i in range(1_000_000):
+        for i in range(500_000):
             values.append(i * 1.5)
         del values
         """
@@ -220,7 +223,7 @@ SNIPPETS: list[tuple[str, str]] = [
         _cell(
             """
         import math
-        roots = [math.sqrt(i) for i in range(1_500_000)]
+        roots = [math.sqrt(i) for i in range(750_000)]
         print(sum(roots))
         del roots
         """
@@ -230,9 +233,9 @@ SNIPPETS: list[tuple[str, str]] = [
         "parsed-text-records-thinned",
         _cell(
             """
-        lines = [f"{x:.6f}" for x in np.random.default_rng(5).random(400_000)]
+        lines = [f"{x:.6f}" for x in np.random.default_rng(5).random(200_000)]
         parsed = np.array([float(line) for line in lines])
-        records = [(i, line) for i, line in enumerate(lines)][::100]
+        records = [(i, line) for i, line in enumerate(lines)][::50]
         del lines, parsed
         """
         ),
