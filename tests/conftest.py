@@ -92,20 +92,21 @@ HUGE, OLD, ODD = "ungradable-huge-file", "graded-old-nbformat-3", "odd name Ã©lÃ
 def graded_examples(
     tmp_path_factory: pytest.TempPathFactory, released_course: Callable[..., Any]
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """Every bundled example, hostile and broken submission (and three written here) graded
-    once by ``autograder grade`` with 2 workers: (course, run, {student: report as JSON}).
-    The grading tests, the class view and its browser test all read this one run."""
+    """Every bundled example and broken submission, the hostile ones run A of
+    tests/sandbox/test_hostile_runs.py does not grade (``tests.examples.in_shared_run``), and
+    three written here, graded once by ``autograder grade`` with 2 workers: (course, run,
+    {student: report as JSON}). The grading tests, the class view and its browser test all
+    read this one run."""
     import nbformat
 
-    from autograder.demo.examples import Example, load_examples, write_submission
+    from autograder.demo.examples import Example, write_submission
     from autograder.grading.run import grade
-    from tests.examples import EXAMPLE_FOLDERS
+    from tests.examples import shared_run_examples
 
     quiz, exercises = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
     course = released_course(tmp_path_factory.mktemp("course"))
-    for folder in EXAMPLE_FOLDERS:
-        for example in load_examples(folder):
-            write_submission(example, course)
+    for _, example in shared_run_examples():
+        write_submission(example, course)
     for student in (HUGE, OLD, ODD):
         write_submission(Example(student, "", notebooks=(quiz,)), course)
     huge = course.submitted / HUGE / course.assignment / f"{exercises}.ipynb"

@@ -5,11 +5,12 @@ One module fixture starts, at the same time on this machine, as root:
 * run A: a copy of the course with every hostile example (``tests/examples/hostile/`` and
   this folder's ``attacks/``: wrecking and reading the course's files, 300 forks, 8 GiB, a
   loop that ignores SIGINT, a thread that re-patches the checks) and three honest students,
-  graded by ``autograder grade --workers 2``;
+  graded by ``autograder grade --workers 2``. Each example's golden result is checked here
+  (tests/conftest.py's shared run grades only the few hostile examples its readers need);
 * run B, its hostile neighbour: a second copy with the attacks and the same honest
   students, graded the same way at the same time; the two runs share the machine's uids,
   as two courses on one grading server do. (The cheats of ``tests/examples/hostile/`` act
-  inside their own kernel only: A grades them, and so does ``tests/conftest.py``'s run);
+  inside their own kernel only: A grades them);
 * run C: a third copy with the attacks, graded in a container's conditions (no
   CAP_SYS_ADMIN, so no namespaces: ``container.py``), where only permissions keep the
   kernels out of the course;
@@ -390,6 +391,8 @@ def test_every_example_keeps_its_golden_result(runs: Runs, name: str) -> None:
         flags = {flag for n in submitted for flag in n["flags"]}
         if not set(example.flags) <= flags or (flags and not example.flags):
             problems.append(f"flags {sorted(flags)}, expected {list(example.flags)}")
+        if not all(e["detail"] for n in submitted for e in n["evidence"]):
+            problems.append("evidence without a detail for the instructor")
         if problems:
             wrong[example.name] = problems
     assert wrong == {}
