@@ -21,11 +21,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from nbgrader.api import Gradebook, MissingEntry
+from typing import TYPE_CHECKING, Any, Literal
 
 from autograder.grading.table import points
+
+if TYPE_CHECKING:  # nbgrader.api is imported where a gradebook is opened: the command line's
+    # parser reads this module's choices, and `autograder check` need not pay for SQLAlchemy
+    from nbgrader.api import Gradebook
 
 # What a student without a plain grade gets: their recorded points, no row at all (the
 # platform keeps what it has), Canvas's "excused", or a zero. Never an empty cell.
@@ -122,6 +124,8 @@ def read_grades(
     db_url: str, assignment: str, report_dir: Path | None, students: Sequence[str] = ()
 ) -> Grades:
     """Open the gradebook at ``db_url`` and collect the grades (see :func:`collect`)."""
+    from nbgrader.api import Gradebook
+
     with Gradebook(db_url) as gradebook:
         return collect(gradebook, assignment, report_dir, students)
 
@@ -130,6 +134,8 @@ def collect(
     gradebook: Gradebook, assignment: str, report_dir: Path | None, students: Sequence[str] = ()
 ) -> Grades:
     """Every gradebook student's grade for ``assignment`` (or only ``students``)."""
+    from nbgrader.api import MissingEntry
+
     try:
         max_points = float(gradebook.find_assignment(assignment).max_score)
     except MissingEntry:
