@@ -105,7 +105,7 @@ def graded_examples(
 
     quiz, exercises = "02_quiz_what_del_frees", "04_exercises_free_and_budget_memory"
     course = released_course(tmp_path_factory.mktemp("course"))
-    for _, example in shared_run_examples():
+    for example in shared_run_examples():
         write_submission(example, course)
     for student in (HUGE, OLD, ODD):
         write_submission(Example(student, "", notebooks=(quiz,)), course)

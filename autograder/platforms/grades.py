@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from autograder.grading.table import points
 
-if TYPE_CHECKING:  # nbgrader.api is imported where a gradebook is opened: the command line's
-    # parser reads this module's choices, and `autograder check` need not pay for SQLAlchemy
+if TYPE_CHECKING:  # nbgrader.api (SQLAlchemy) is imported where a gradebook is opened: the
+    # command line builds its parser, for every command, from this module's choices
     from nbgrader.api import Gradebook
 
 # What a student without a plain grade gets: their recorded points, no row at all (the

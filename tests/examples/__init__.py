@@ -33,10 +33,10 @@ def in_shared_run(example: Example, folder: Path) -> bool:
     return folder.name != "hostile" or not HOSTILE_IN_RUN_A or example.name in SHARED_HOSTILE
 
 
-def shared_run_examples() -> list[tuple[Path, Example]]:
-    """Every example the shared run grades, with its folder."""
+def shared_run_examples() -> list[Example]:
+    """Every example the shared run grades."""
     return [
-        (folder, example)
+        example
         for folder in EXAMPLE_FOLDERS
         for example in load_examples(folder)
         if in_shared_run(example, folder)
