@@ -35,17 +35,28 @@ SHARED_FIXTURES = {
     "platform-builds": ("tests/platforms/test_end_to_end.py", "tests/platforms/test_pins.py"),
 }
 GROUP_OF = {module: group for group, modules in SHARED_FIXTURES.items() for module in modules}
-# The longest (measured with --durations) start first, so that no worker is left with one of
-# them at the end while the other waits; the rest follow in collection order.
+# The longest (measured: wall time of each module in a full run) start first, so that no
+# worker is left with one of them at the end while the other waits (a 105 s module that
+# started last once kept one core idle for the run's last 95 s); the rest follow in
+# collection order. xdist hands a worker its next module while its last two tests run.
 LONGEST_FIRST = (
-    "tests/sandbox/test_hostile_runs.py",
-    "graded-examples",
-    "tests/grading/test_fairness.py",
-    "tests/pipeline/test_timeouts.py",
-    "tests/grading/test_cluster.py",
+    "tests/sandbox/test_hostile_runs.py",  # ~200 s, both cores
+    "graded-examples",  # ~280 s: the shared run, then its readers
+    "tests/grading/test_fairness.py",  # ~200 s
+    "tests/grading/test_cluster.py",  # ~175 s
+    "tests/pipeline/test_timeouts.py",  # ~170 s, mostly waiting for limits
+    "tests/hub/test_hub_flow.py",  # ~135 s
+    "platform-builds",  # ~115 s
+    "tests/worked_example/test_second_assignment.py",  # ~105 s
+    "tests/hub/test_real_hub.py",  # ~105 s
     "tests/pipeline/test_nbgrader_autograde.py",
-    "tests/hub/test_hub_flow.py",
-    "tests/hub/test_real_hub.py",
+    "tests/browser/test_student_in_lab.py",
+    "tests/integrity/test_hostile.py",
+    "tests/platforms/test_lms.py",
+    "tests/student/test_feedback.py",
+    "tests/test_exercises_follow_the_notebooks.py",
+    "tests/checks/test_advice.py",
+    "tests/project/test_wheel_has_no_answers.py",
 )
 
 
