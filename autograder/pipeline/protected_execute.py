@@ -86,6 +86,9 @@ def _is_test(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and is_test(cell)
 
 
+NOTHING_TO_GRADE = "not run: no cell of this notebook earns points"
+
+
 class ProtectedExecute(Execute):
     """nbgrader's Execute, contained, probed, measured and timed from outside."""
 
@@ -222,7 +225,13 @@ class ProtectedExecute(Execute):
         run.limits = {**time_limits.to_json(), "student_left": round(student_left, 3)}
         static = self._static_read(nb, run, info)
         try:
-            if student_left <= 0:  # the student's time is spent: no kernel at all
+            if info.get("assignment") and not any(is_test(cell) for cell in nb.cells):
+                # In nbgrader's autograde (OverwriteCells has put the gradebook's cells back),
+                # a notebook without a graded cell earns nothing: a lesson, which plain
+                # `nbgrader autograde` grades too (`autograder grade` never stages one).
+                # Running it could change no grade, and costs seconds of traced CPU.
+                run.reason = NOTHING_TO_GRADE
+            elif student_left <= 0:  # the student's time is spent: no kernel at all
                 self._stop(nb, run, 0, "student", "the notebook was not started")
             else:
                 try:

@@ -1,11 +1,14 @@
 """End to end through plain `nbgrader autograde` with the repository's config: the same
 protected pipeline as `autograder grade`, so hostile and crashing submissions fare the same."""
 
+import json
+
 import pytest
 from nbgrader.api import Gradebook, SubmittedNotebook
 
 from autograder.demo import score_table
 from autograder.demo.examples import load_examples
+from autograder.pipeline.protected_execute import NOTHING_TO_GRADE
 from tests.examples import EXAMPLE_FOLDERS
 
 from .nbgrader_autograde import grade_with_nbgrader
@@ -67,3 +70,25 @@ def test_caught_submissions_are_flagged_in_the_gradebook(graded):
             if notebook.flagged
         }
     assert flagged == set(CHEATS)
+
+
+def test_a_lesson_earns_nothing_and_no_kernel_runs_it(graded):
+    """Plain nbgrader autogrades every notebook of a submission, the lessons too: they have
+    no graded cell, so no kernel starts for them (lesson 1 alone costs seconds of traced
+    CPU), while the graded notebooks of the same student ran."""
+    course, _ = graded
+    runs = course.report_dir / "runs" / "passes-all"
+    lessons = sorted(runs.glob("0[13]_lesson_*.json"))
+    assert len(lessons) == 2, sorted(p.name for p in runs.iterdir())
+    for path in lessons:
+        record = json.loads(path.read_text())
+        assert record["reason"] == NOTHING_TO_GRADE, record["reason"]
+        assert record["kernel_start"] == "" and record["status"] == "graded"
+        assert not any(cell["ran"] for cell in record["cells"])
+        assert (
+            course.autograded / "passes-all" / course.assignment / f"{path.stem}.ipynb"
+        ).is_file()
+    exercises = json.loads((runs / "04_exercises_free_and_budget_memory.json").read_text())
+    assert exercises["kernel_start"] and all(
+        cell["ran"] for cell in exercises["cells"] if cell["grade_id"] == "ex1_freed_test"
+    )
