@@ -190,7 +190,18 @@ def test_probe_is_silent_on_the_lessons(tmp_path: Path) -> None:
     with the probe. Every example submission (wrong answers, tracebacks, Out.clear(),
     %xdel...) is graded with the probe before each of its tests, hidden ones included, by
     tests/conftest.py's shared run, and tests/grading/test_grade.py asserts that none of
-    them is flagged: running them again here would check nothing more."""
-    for name, run in run_all({name: instructor(name) for name in LESSONS}, tmp_path).items():
+    them is flagged: running them again here would check nothing more.
+
+    A lesson has no test cell, and the probe runs before test cells only: each gets one at
+    its end, so that the probe looks at the kernel after all of the lesson's code ran."""
+    lessons = {}
+    for name in LESSONS:
+        nb = instructor(name)
+        last = nbformat.v4.new_code_cell("pass")
+        last.metadata["nbgrader"] = {"grade": True, "grade_id": "after_the_lesson", "points": 0}
+        nb.cells.append(last)
+        lessons[name] = nb
+    for name, run in run_all(lessons, tmp_path).items():
         assert run.record["status"] != "kernel died", name
+        assert run.record["cells"][-1]["ran"], (name, run.record["reason"])
         assert run.probe_evidence() == [], (name, run.probe_evidence())
