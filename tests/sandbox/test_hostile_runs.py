@@ -7,13 +7,16 @@ One module fixture starts, at the same time on this machine, as root:
   loop that ignores SIGINT, a thread that re-patches the checks) and three honest students,
   graded by ``autograder grade --workers 2``. Each example's golden result is checked here
   (tests/conftest.py's shared run grades only the few hostile examples its readers need);
-* run B, its hostile neighbour: a second copy with the attacks and the same honest
-  students, graded the same way at the same time; the two runs share the machine's uids,
-  as two courses on one grading server do. (The cheats of ``tests/examples/hostile/`` act
-  inside their own kernel only: A grades them);
-* run C: a third copy with the attacks, graded in a container's conditions (no
-  CAP_SYS_ADMIN, so no namespaces: ``container.py``), where only permissions keep the
-  kernels out of the course;
+* run B, its hostile neighbour: a second copy with the attacks that reach past their own
+  kernel (the course's files, processes, memory), graded the same way at the same time; the
+  two runs share the machine's uids, as two courses on one grading server do. A's honest
+  students are graded beside B's attacks. (What acts inside its own kernel only, the cheats
+  of ``tests/examples/hostile/`` and the thread that re-patches the checks, A grades; the
+  sandbox's level changes nothing for them);
+* run C: a third copy with the attacks but that thread, graded in a container's conditions
+  (no CAP_SYS_ADMIN, so no namespaces: ``container.py``), where only permissions keep the
+  kernels out of the course, and the loop that ignores SIGINT is killed without a process
+  namespace;
 * run D: a fork bomb and a memory bomb in slot 0 of a uid range of their own, then an honest
   student in the same slot, on one worker;
 * run F: a container that does not even let root change uid: nothing may be graded;
@@ -59,13 +62,17 @@ from .kernels import root_only
 pytestmark = [pytest.mark.slow, root_only]
 
 ATTACKS = Path(__file__).with_name("attacks")
-ATTACKING = load_examples(ATTACKS)  # what reaches past its own kernel: files, processes, memory
+ATTACKING = load_examples(ATTACKS)  # files, processes, memory, signals, a thread in the kernel
 HOSTILE = load_examples(EXAMPLES / "hostile") + ATTACKING
 BY_NAME = {e.name: e for e in HOSTILE + load_examples(EXAMPLES / "submissions")}
 HONEST = [BY_NAME[name] for name in ("passes-all", "blank", "fails-ex2-view-keeps-base")]
 BOMBS = [BY_NAME["cheat-forks-300-processes"], BY_NAME["cheat-allocates-8-gib"]]
 AFTER_BOMBS = BY_NAME["fails-ex2-view-keeps-base"]
-SANDBOXED_RUNS = {"A": HOSTILE + HONEST, "B": ATTACKING + HONEST}  # graded at the same time
+IN_ITS_KERNEL = ("cheat-thread-repatches-checks",)  # the same under any sandbox: A grades it
+PAST_ITS_KERNEL = [e for e in ATTACKING if e.name not in IN_ITS_KERNEL]
+# The loop that ignores SIGINT only sleeps: its kill is A's (namespaces) and C's (none) to show.
+NEIGHBOUR = [e for e in PAST_ITS_KERNEL if e.name != "cheat-ignores-interrupts"]
+SANDBOXED_RUNS = {"A": HOSTILE + HONEST, "B": NEIGHBOUR}  # graded at the same time
 CONTROL = [
     BY_NAME["cheat-wrecks-course-files"],
     BY_NAME["cheat-reads-source-notebooks"],
@@ -233,7 +240,7 @@ def _grade_everything(base: Path, template_parent: Path, started: float) -> Runs
     # attacks see it unsealed. Courses that are no target carry no marker.
     for name, students in SANDBOXED_RUNS.items():
         _course(template, runs[name], students, target=True, sealed=True)
-    _course(template, runs["C"], [*ATTACKING, BY_NAME["passes-all"]], target=True)
+    _course(template, runs["C"], [*PAST_ITS_KERNEL, BY_NAME["passes-all"]], target=True)
     bombs_config = f"\nc.SandboxedKernelManager.base_uid = {BOMB_BASE_UID}\n"
     _course(template, runs["D"], [*BOMBS, AFTER_BOMBS], bombs_config)
     _course(template, runs["F"], [BY_NAME["passes-all"]])
