@@ -37,6 +37,8 @@ STATUSES = (
 )
 NOT_GRADED = "not graded"
 SANDBOX_UNAVAILABLE = "sandbox unavailable"  # how the reason of a "not graded" notebook starts
+# The reason of a notebook nbgrader autograded without running it: it has no graded cell.
+NOTHING_TO_GRADE = "not run: no cell of this notebook earns points"
 
 # What the executor concluded about one test cell. The grader's own verdicts (all but
 # "passed" and "failed") explain why a test scored 0 whatever the student's code printed.

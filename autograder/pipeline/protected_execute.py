@@ -24,6 +24,7 @@ run the same steps. Around nbclient's cell loop it adds, in this order:
 7. a test whose result the evidence contradicts is given an error output, so
    nbgrader scores it 0, and the evidence is recorded for the instructor.
 
+Under nbgrader's autograde, a notebook with no graded cell (a lesson) is read, not run.
 What happened is written as JSON beside the run (``evidence_dir``) and passed
 on in ``resources["autograder"]`` for the preprocessors after it. A grading stopped from
 outside (``autograder.running``: the run was stopped) raises GradingStopped and
@@ -71,6 +72,7 @@ from autograder.pipeline.inspect_submission import take_inspection
 from autograder.pipeline.tracked_arrays import tracked_arrays
 from autograder.records import (
     NOT_GRADED,
+    NOTHING_TO_GRADE,
     SANDBOX_UNAVAILABLE,
     STATUSES,
     CellRecord,
@@ -84,9 +86,6 @@ from autograder.sandbox import (
 
 def _is_test(cell: NotebookNode) -> bool:
     return cell.cell_type == "code" and is_test(cell)
-
-
-NOTHING_TO_GRADE = "not run: no cell of this notebook earns points"
 
 
 class ProtectedExecute(Execute):
@@ -226,10 +225,8 @@ class ProtectedExecute(Execute):
         static = self._static_read(nb, run, info)
         try:
             if info.get("assignment") and not any(is_test(cell) for cell in nb.cells):
-                # In nbgrader's autograde (OverwriteCells has put the gradebook's cells back),
-                # a notebook without a graded cell earns nothing: a lesson, which plain
-                # `nbgrader autograde` grades too (`autograder grade` never stages one).
-                # Running it could change no grade, and costs seconds of traced CPU.
+                # In nbgrader's autograde (OverwriteCells put the gradebook's cells back): a
+                # lesson, which only plain `nbgrader autograde` grades, could earn nothing.
                 run.reason = NOTHING_TO_GRADE
             elif student_left <= 0:  # the student's time is spent: no kernel at all
                 self._stop(nb, run, 0, "student", "the notebook was not started")

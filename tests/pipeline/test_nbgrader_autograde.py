@@ -8,7 +8,7 @@ from nbgrader.api import Gradebook, SubmittedNotebook
 
 from autograder.demo import score_table
 from autograder.demo.examples import load_examples
-from autograder.pipeline.protected_execute import NOTHING_TO_GRADE
+from autograder.records import NOTHING_TO_GRADE
 from tests.examples import EXAMPLE_FOLDERS
 
 from .nbgrader_autograde import grade_with_nbgrader
