@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from autograder.course import Course
-from autograder.grading.workers import grade_in_pool
+from autograder.grading.workers import WORKER_PRELOAD, grade_in_pool
 from tests.conftest import ASSIGNMENT
 
 
 def die_for_some(root: str, assignment: str, student: str, overrides: dict[str, Any]) -> str:
-    """A stand-in for autograde_student, run in the spawned workers: the process dies
+    """A stand-in for autograde_student, run in the workers: the process dies
     (as under the OOM killer) for ``dies-always``, and for ``dies-once`` the first time."""
     marker = Path(root) / f"{student}.attempted"
     first = not marker.exists()
@@ -64,3 +65,46 @@ def test_a_task_that_raises_is_that_students_log(tmp_path):
 
 def _raise(root: str, assignment: str, student: str, overrides: dict[str, Any]) -> str:
     raise ValueError(f"no gradebook for {student}")
+
+
+def what_the_worker_sees(
+    root: str, assignment: str, student: str, overrides: dict[str, Any]
+) -> str:
+    """The worker's environment variable ``student`` and its fork server's threads and maps."""
+    server = os.getppid()
+    maps = Path(f"/proc/{server}/maps").read_text()
+    return json.dumps(
+        {
+            "value": os.environ.get(student),
+            "server": server,
+            "server_threads": len(os.listdir(f"/proc/{server}/task")),
+            "server_has_numpy": "_multiarray_umath" in maps or "openblas" in maps.lower(),
+        }
+    )
+
+
+def _seen(tmp_path: Path, variable: str) -> dict[str, Any]:
+    done: dict[str, str] = {}
+    grade_in_pool(
+        Course(tmp_path, assignment=ASSIGNMENT),
+        [variable],
+        1,
+        {},
+        lambda s, log, final: done.update({s: log}),
+        what_the_worker_sees,
+    )
+    return json.loads(done[variable])
+
+
+def test_workers_fork_from_a_clean_server_and_take_each_runs_environment(tmp_path, monkeypatch):
+    first = _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")  # the server may start here
+    # One thread at fork, no NumPy (its BLAS threads), nothing of the grader's own.
+    assert first["server_threads"] == 1
+    assert not first["server_has_numpy"]
+    assert not [name for name in WORKER_PRELOAD if name.split(".")[0] == "autograder"]
+    monkeypatch.setenv("AUTOGRADER_TEST_VARIABLE", "set after the server started")
+    second = _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")
+    assert second["server"] == first["server"]  # the same server: its imports are done once
+    assert second["value"] == "set after the server started"
+    monkeypatch.delenv("AUTOGRADER_TEST_VARIABLE")
+    assert _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")["value"] is None

@@ -1,0 +1,89 @@
+"""What a grading run costs before its students: several small runs in one process.
+
+A run of one or two students (a platform's job, a re-run after a fix, most of the test suite's
+runs) pays for its workers' start-up in full. The workers are forked from multiprocessing's
+fork server, which imports nbgrader's API once per process
+(:data:`autograder.grading.workers.WORKER_PRELOAD`); ``--spawn`` starts them as they were
+started before, each a fresh interpreter that imports everything itself, for the ratio.
+
+Grades the same ``--students`` quiz-only students (2 by default) ``--runs`` times on
+``--workers`` workers, in this process, and prints each run's wall time and the CPU every
+process on the machine used meanwhile (``/proc/stat``: the workers are not this process's
+children, so its own rusage would miss them). Run it on an idle machine, from the repository
+root: ``.venv/bin/python tests/benchmarks/repeated_runs.py [--spawn]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))
+
+from autograder.grading import workers  # noqa: E402
+from autograder.grading.run import grade  # noqa: E402
+from tests.benchmarks.grading_throughput import (  # noqa: E402
+    busy_cpu_seconds,
+    cohort,
+    new_course,
+    submit,
+)
+
+QUIZ = "02_quiz_what_del_frees"
+
+
+def _spawned_slot() -> ProcessPoolExecutor:
+    """A worker as the pool made them before the fork server: spawned, importing everything."""
+    import os
+
+    return ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=workers._worker_start,
+        initargs=(dict(os.environ),),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--students", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--spawn", action="store_true", help="spawn each worker (the old way)")
+    args = parser.parse_args()
+    if args.spawn:
+        workers._worker_slot = _spawned_slot
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        course = new_course(root / "course", protected=True)
+        quiz_takers = [(s, e) for s, e in cohort(40) if e.name.startswith("fails-quiz")]
+        students = quiz_takers[: args.students]
+        submit(course, students, [QUIZ])
+        how = "spawned" if args.spawn else "forked from the fork server"
+        print(f"| run (workers {how}) | wall s | machine CPU s | scores |")
+        print("| --- | --- | --- | --- |")
+        for number in range(1, args.runs + 1):
+            cpu, started = busy_cpu_seconds(), time.monotonic()
+            run = grade(
+                course,
+                workers=args.workers,
+                force=True,
+                students=[student for student, _ in students],
+                progress=False,
+                plots=False,
+                report_dir=root / f"report-{number}",
+            )
+            wall, used = time.monotonic() - started, busy_cpu_seconds() - cpu
+            scores = ", ".join(f"{s.score:g}" for s in run.students)
+            print(f"| {number} | {wall:.2f} | {used:.2f} | {scores} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
