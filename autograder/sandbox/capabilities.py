@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,12 +296,16 @@ class _Decisions:
     made at the first kernel, before any student code, and kept only when they worked."""
 
     made: dict[tuple[Any, ...], Protection] = field(default_factory=dict)
+    # Notebooks checked side by side (`autograder check`) start their kernels in threads: the
+    # second waits for the first one's decision instead of making its own.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, sandbox: Sandbox, choice: str) -> Protection:
         key = (sandbox.base_uid, sandbox.hidden_paths, sandbox.limits, choice)
-        if key not in self.made:
-            self.made[key] = decide(sandbox, choice)  # a failure raises: nothing is kept
-        return self.made[key]
+        with self.lock:
+            if key not in self.made:
+                self.made[key] = decide(sandbox, choice)  # a failure raises: nothing is kept
+            return self.made[key]
 
 
 decisions = _Decisions()

@@ -248,3 +248,31 @@ def test_a_notebook_whose_kernel_cannot_get_the_sandbox_is_not_graded(work, monk
     assert not (work / "ran").exists()
     test = next(c for c in record["cells"] if c["grade_id"] == "t")
     assert test["verdict"] == "not run" and "sandbox unavailable" in test["message"]
+
+
+def test_kernels_started_side_by_side_share_one_decision(monkeypatch):
+    """`autograder check` starts its notebooks' kernels in threads: one decision for both."""
+    import threading
+    import time
+
+    made: list[str] = []
+
+    def slow_decide(sandbox: Sandbox, choice: str = "auto") -> Protection:
+        made.append(choice)
+        time.sleep(0.2)  # both threads ask while the first decision is being made
+        return Protection("limits-only")
+
+    monkeypatch.setattr(capabilities, "decide", slow_decide)
+    decisions = capabilities._Decisions()
+    sandbox = Sandbox(hidden_paths=(Path("/side-by-side"),))
+    got: list[Protection] = []
+    threads = [
+        threading.Thread(target=lambda: got.append(decisions.get(sandbox, "auto")))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["auto"]
+    assert got == [Protection("limits-only")] * 2
