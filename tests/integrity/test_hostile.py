@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from autograder.demo.examples import load_examples
+from autograder.grading.workers import WORKER_PRELOAD
 from autograder.integrity.evidence import FLAGS
 from autograder.notebook_cells import grade_id, is_test
 from tests.conftest import execute_protected
@@ -86,8 +87,10 @@ def _run(work: Path, student: str, name: str, nb: nbformat.NotebookNode) -> Run:
 
 def run_all(notebooks: dict[str, nbformat.NotebookNode], folder: Path) -> dict[str, Run]:
     """Execute every notebook with ProtectedExecute, each in a kernel and folder of its own
-    (in worker processes: the executor's event loops stay out of pytest's process)."""
-    context = multiprocessing.get_context("spawn")
+    (in worker processes: the executor's event loops stay out of pytest's process; forked
+    from the fork server the grading workers come from, which imported nbgrader's API once)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
     with ProcessPoolExecutor(KERNELS_AT_ONCE, mp_context=context) as pool:
         futures = {
             name: pool.submit(_run, folder / f"n{index}" / "work", f"student{index}", name, nb)

@@ -157,7 +157,7 @@ def graded_by(tmp_path_factory, released_course) -> dict[str, dict[str, Graded]]
         }
         with ThreadPoolExecutor(
             len(GRADERS)
-        ) as pool:  # grade() spawns its workers: threads are safe
+        ) as pool:  # grade() forks its workers from a server of their own: threads are safe
             done = {g: pool.submit(_grade, c, g, limits_, examples) for g, c in courses.items()}
             for grader, future in done.items():
                 results[grader] |= future.result()
