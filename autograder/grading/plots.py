@@ -3,12 +3,12 @@ with where each tracked array was created and where a test checked it was freed.
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autograder.grading import stopping
+from autograder.grading import helpers, stopping
 from autograder.records import NotebookReport, StudentReport
 
 CREATED_STYLE = {"marker": "^", "color": "tab:green", "label": "array created (checks.track)"}
@@ -121,10 +121,11 @@ class PlotsInBackground:
         if self._pool is None:  # started on the first plot: a run with none never pays for it
             self._pool = ProcessPoolExecutor(
                 1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=stopping.leave_interrupts_to_the_run,  # a Ctrl-C is the run's
+                mp_context=helpers.context(),
+                initializer=helpers.start,  # a Ctrl-C is the run's
+                initargs=(dict(os.environ),),
             )
-        with stopping.signals_held():  # the process is spawned here
+        with stopping.signals_held():  # the process is forked here
             self._pending.append(self._pool.submit(plot_memory, student, self.folder))
 
     def draw_if_missing(self, student: StudentReport) -> None:

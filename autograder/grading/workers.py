@@ -1,8 +1,7 @@
 """The worker side of a grading run: nbgrader's own Autograde, one student per task.
 
-Workers start clean: each is forked from multiprocessing's fork server, a fresh interpreter
-that has run nothing but the imports of nbgrader's API (:data:`WORKER_PRELOAD`), and takes this
-process's environment as it starts. Each loads the course's ``nbgrader_config.py`` with the
+Workers start clean, forked from multiprocessing's fork server with the run's environment
+(:mod:`autograder.grading.helpers`). Each loads the course's ``nbgrader_config.py`` with the
 run's overrides on top, and grades one student at a time. They write grades through nbgrader
 and each notebook's run record through the executor; the main process reads both.
 
@@ -14,7 +13,6 @@ student (:mod:`autograder.running`) and exits; what has not exited within
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import time
@@ -31,23 +29,12 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import running
 from autograder.course import Course, tool_environment
-from autograder.grading import stopping
+from autograder.grading import helpers, stopping
 from autograder.limits import LimitError, TimeLimits, start_student
 from autograder.sandbox import SandboxedKernelManager, capabilities, forked
 from autograder.sandbox.capabilities import Protection
 from autograder.sandbox.policy import Sandbox, hidden_from_students
 
-# What every worker imports, imported once by multiprocessing's fork server (started by the
-# first worker, inside stopping.signals_held like any helper process): nbgrader's API pulls in
-# SQLAlchemy, nbconvert, nbclient and jupyter_client. None of these starts a thread or imports
-# NumPy (whose BLAS threads would exist at fork); tests/grading/test_workers.py checks both.
-WORKER_PRELOAD = (
-    "nbgrader.apps.api",
-    "nbclient",
-    "jupyter_client.asynchronous.client",
-    "psutil",
-    "sqlalchemy.exc",
-)
 _LOCK_RETRIES = 4  # SQLite is busy when two workers save grades at once
 _WORKER_DEATH_RETRIES = 1  # a student whose worker process died is graded again, once
 
@@ -172,13 +159,11 @@ _busy = False  # this worker process is grading a student
 
 
 def _worker_start(environment: dict[str, str]) -> None:
-    """A worker's first step: this run's environment (the fork server keeps the one it was
-    started with); SIGINT is the run's process's to act on; SIGTERM (from it, when the run
-    stops) kills the student's kernel and ends the grading (autograder.running)."""
-    os.environ.clear()
-    os.environ.update(environment)
+    """A worker's first step: SIGTERM (from the run's process, when the run stops) kills the
+    student's kernel and ends the grading (autograder.running); then the run's environment,
+    and SIGINT left to the run's process (which also releases the signals held at start)."""
     signal.signal(signal.SIGTERM, _stop_grading)
-    stopping.leave_interrupts_to_the_run()
+    helpers.start(environment)
 
 
 def _stop_grading(signum: int, frame: FrameType | None) -> None:
@@ -201,14 +186,9 @@ def _in_worker(grade_one: Callable[..., str], *args: Any) -> str:
 
 
 def _worker_slot() -> ProcessPoolExecutor:
-    # A worker forked from the fork server starts clean (no event loop, socket or thread of
-    # this process) and without ~1.5 s of imports: the server imported them once, for every
-    # worker of every run of this process. Nothing of the grader's own is imported there.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(WORKER_PRELOAD))
     return ProcessPoolExecutor(
         max_workers=1,
-        mp_context=context,
+        mp_context=helpers.context(),
         initializer=_worker_start,
         initargs=(dict(os.environ),),
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from autograder.course import Course
-from autograder.grading.workers import WORKER_PRELOAD, grade_in_pool
+from autograder.grading import helpers
+from autograder.grading.workers import grade_in_pool
 from tests.conftest import ASSIGNMENT
 
 
@@ -101,7 +102,7 @@ def test_workers_fork_from_a_clean_server_and_take_each_runs_environment(tmp_pat
     # One thread at fork, no NumPy (its BLAS threads), nothing of the grader's own.
     assert first["server_threads"] == 1
     assert not first["server_has_numpy"]
-    assert not [name for name in WORKER_PRELOAD if name.split(".")[0] == "autograder"]
+    assert not [name for name in helpers.PRELOAD if name.split(".")[0] == "autograder"]
     monkeypatch.setenv("AUTOGRADER_TEST_VARIABLE", "set after the server started")
     second = _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")
     assert second["server"] == first["server"]  # the same server: its imports are done once

@@ -8,7 +8,6 @@ restored nothing; the executor probes the kernel at start and before every test 
 
 from __future__ import annotations
 
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import nbformat
 import pytest
 
 from autograder.demo.examples import load_examples
-from autograder.grading.workers import WORKER_PRELOAD
+from autograder.grading import helpers
 from autograder.integrity.evidence import FLAGS
 from autograder.notebook_cells import grade_id, is_test
 from tests.conftest import execute_protected
@@ -89,9 +88,7 @@ def run_all(notebooks: dict[str, nbformat.NotebookNode], folder: Path) -> dict[s
     """Execute every notebook with ProtectedExecute, each in a kernel and folder of its own
     (in worker processes: the executor's event loops stay out of pytest's process; forked
     from the fork server the grading workers come from, which imported nbgrader's API once)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(WORKER_PRELOAD))
-    with ProcessPoolExecutor(KERNELS_AT_ONCE, mp_context=context) as pool:
+    with ProcessPoolExecutor(KERNELS_AT_ONCE, mp_context=helpers.context()) as pool:
         futures = {
             name: pool.submit(_run, folder / f"n{index}" / "work", f"student{index}", name, nb)
             for index, (name, nb) in enumerate(notebooks.items())
