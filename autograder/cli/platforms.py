@@ -29,6 +29,10 @@ def _container(args: argparse.Namespace, default: Any) -> Any:
 
 
 def _gradescope(args: argparse.Namespace) -> int:
+    if args.action == "run":  # its worker's fork server imports while the job starts
+        from autograder.grading import helpers
+
+        helpers.prestart()
     from autograder.platforms import gradescope
 
     if args.action == "run":
@@ -50,6 +54,10 @@ def _gradescope(args: argparse.Namespace) -> int:
 
 
 def _prairielearn(args: argparse.Namespace) -> int:
+    if args.action == "run":  # its worker's fork server imports while the job starts
+        from autograder.grading import helpers
+
+        helpers.prestart()
     from autograder.platforms import prairielearn
 
     if args.action == "run":

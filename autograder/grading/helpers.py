@@ -11,7 +11,9 @@ with, so each helper takes the run's first (:func:`start`).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from multiprocessing.context import ForkServerContext
 
@@ -34,6 +36,16 @@ def context() -> ForkServerContext:
     forkserver = multiprocessing.get_context("forkserver")
     forkserver.set_forkserver_preload(list(PRELOAD))
     return forkserver
+
+
+def prestart() -> None:
+    """Start the fork server now, so that its imports run beside this process's own (the
+    command's imports, staging, the sandbox's decision) instead of after them: about 1.5 s
+    less before the first student of a command-line run. Never raises: a server that cannot
+    start now is started again by the first helper, which then reports what is wrong."""
+    with contextlib.suppress(Exception), stopping.signals_held():
+        context()  # its preload
+        multiprocessing.forkserver.ensure_running()
 
 
 def start(environment: dict[str, str]) -> None:

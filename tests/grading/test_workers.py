@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from autograder.course import Course
 from autograder.grading import helpers
 from autograder.grading.workers import grade_in_pool
@@ -109,3 +111,25 @@ def test_workers_fork_from_a_clean_server_and_take_each_runs_environment(tmp_pat
     assert second["value"] == "set after the server started"
     monkeypatch.delenv("AUTOGRADER_TEST_VARIABLE")
     assert _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")["value"] is None
+
+
+def test_a_prestarted_server_is_the_one_the_workers_come_from(tmp_path):
+    import multiprocessing.forkserver
+
+    forkserver = multiprocessing.forkserver._forkserver  # the standard library's own state
+    forkserver._stop()  # (its method for tests) as in a new process: no server yet
+    assert forkserver._forkserver_pid is None
+    helpers.prestart()
+    server = forkserver._forkserver_pid
+    assert server is not None and psutil.pid_exists(server)
+    assert _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")["server"] == server
+
+
+def test_prestart_never_raises_the_first_worker_tries_again(monkeypatch):
+    import multiprocessing.forkserver
+
+    def broken() -> None:
+        raise OSError("no room for the server's socket (simulated)")
+
+    monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", broken)
+    assert helpers.prestart() is None
