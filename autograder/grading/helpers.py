@@ -1,12 +1,15 @@
-"""Where a run's helper processes come from: its grading workers and its plots' drawer.
+"""Where a run's grading workers come from.
 
 Each is forked from multiprocessing's fork server: a fresh interpreter, started by the first
-helper of this process (inside :func:`autograder.grading.stopping.signals_held`, like any
-helper), that has run nothing but the imports in :data:`PRELOAD`. A helper thus starts without
-those imports (about 1.5 s of CPU for a worker, 2 s for the drawer, which also imports
-matplotlib), paid once per process instead of once per helper per run, and clean: no event
-loop, socket or thread of the run's process. The server keeps the environment it was started
-with, so each helper takes the run's first (:func:`start`).
+worker of this process (inside :func:`autograder.grading.stopping.signals_held`, like any
+helper) or earlier by :func:`prestart`, that has run nothing but the imports in
+:data:`PRELOAD`. A worker thus starts without those imports (about 1.5 s of CPU), paid once
+per process instead of once per worker per run, and clean: no event loop, socket or thread of
+the run's process. The server keeps the environment it was started with, so each worker takes
+the run's first (:func:`start`).
+
+The first fork waits until the server has done its imports: fine at a run's start (nothing
+else to do yet), not in the middle of a run, which is why the plots' drawer is spawned.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def prestart() -> None:
 
 
 def start(environment: dict[str, str]) -> None:
-    """A helper's first step: the run's environment, and SIGINT left to the run's process."""
+    """A worker's first step: the run's environment, and SIGINT left to the run's process."""
     os.environ.clear()
     os.environ.update(environment)
     stopping.leave_interrupts_to_the_run()

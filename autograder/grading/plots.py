@@ -3,12 +3,12 @@ with where each tracked array was created and where a test checked it was freed.
 
 from __future__ import annotations
 
-import os
+import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from autograder.grading import helpers, stopping
+from autograder.grading import stopping
 from autograder.records import NotebookReport, StudentReport
 
 CREATED_STYLE = {"marker": "^", "color": "tab:green", "label": "array created (checks.track)"}
@@ -119,13 +119,15 @@ class PlotsInBackground:
         if not any(n.memory_after_each_cell for n in student.notebooks):
             return
         if self._pool is None:  # started on the first plot: a run with none never pays for it
+            # Spawned, not forked from the workers' fork server (autograder.grading.helpers):
+            # a first fork there waits, signals held, until the server has done its imports,
+            # seconds on a busy machine, in the one process every result passes through.
             self._pool = ProcessPoolExecutor(
                 1,
-                mp_context=helpers.context(),
-                initializer=helpers.start,  # a Ctrl-C is the run's
-                initargs=(dict(os.environ),),
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=stopping.leave_interrupts_to_the_run,  # a Ctrl-C is the run's
             )
-        with stopping.signals_held():  # the process is forked here
+        with stopping.signals_held():  # the process is spawned here
             self._pending.append(self._pool.submit(plot_memory, student, self.folder))
 
     def draw_if_missing(self, student: StudentReport) -> None:

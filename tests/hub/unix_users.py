@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,16 +114,24 @@ def users_in_a_folder(
 def remove_user(user: UnixUser) -> str:
     """Stop what the test left running as ``user`` (by pid) and delete the user and home.
     Returns userdel's complaint, if any."""
-    for process in psutil.process_iter(["uids"]):
-        if process.info["uids"] and process.info["uids"].real == user.uid:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.send_signal(signal.SIGKILL)
-    done = subprocess.run(
-        [shutil.which("userdel") or "userdel", "--remove", user.name],
-        capture_output=True,
-        text=True,
-    )
-    return "" if done.returncode == 0 else done.stderr.strip()
+    # A killed process whose parent is gone (the `sleep` under a killed runuser) stays in
+    # /proc until init reaps it, and userdel refuses while it does: kill and ask again.
+    deadline = time.monotonic() + 10
+    while True:
+        for process in psutil.process_iter(["uids"]):
+            if process.info["uids"] and process.info["uids"].real == user.uid:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGKILL)
+        done = subprocess.run(
+            [shutil.which("userdel") or "userdel", "--remove", user.name],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode == 0:
+            return ""
+        if "currently used by process" not in done.stderr or time.monotonic() > deadline:
+            return done.stderr.strip()
+        time.sleep(0.2)
 
 
 def _unsearchable(path: Path) -> tuple[Path, Path] | None:
