@@ -201,10 +201,10 @@ EXIT_SANDBOX = 3
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from autograder.grading import helpers
+    from autograder.grading import worker_forks
 
     if not args.scheduler:  # the local pool's workers: their fork server imports meanwhile
-        helpers.prestart()
+        worker_forks.prestart()
     from autograder.grading import stopping
     from autograder.grading.report import not_graded_summary, summary_table
     from autograder.grading.run import grade

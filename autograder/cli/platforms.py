@@ -30,9 +30,9 @@ def _container(args: argparse.Namespace, default: Any) -> Any:
 
 def _gradescope(args: argparse.Namespace) -> int:
     if args.action == "run":  # its worker's fork server imports while the job starts
-        from autograder.grading import helpers
+        from autograder.grading import worker_forks
 
-        helpers.prestart()
+        worker_forks.prestart()
     from autograder.platforms import gradescope
 
     if args.action == "run":
@@ -55,9 +55,9 @@ def _gradescope(args: argparse.Namespace) -> int:
 
 def _prairielearn(args: argparse.Namespace) -> int:
     if args.action == "run":  # its worker's fork server imports while the job starts
-        from autograder.grading import helpers
+        from autograder.grading import worker_forks
 
-        helpers.prestart()
+        worker_forks.prestart()
     from autograder.platforms import prairielearn
 
     if args.action == "run":

@@ -119,7 +119,7 @@ class PlotsInBackground:
         if not any(n.memory_after_each_cell for n in student.notebooks):
             return
         if self._pool is None:  # started on the first plot: a run with none never pays for it
-            # Spawned, not forked from the workers' fork server (autograder.grading.helpers):
+            # Spawned, not forked from the workers' fork server (autograder.grading.worker_forks):
             # a first fork there waits, signals held, until the server has done its imports,
             # seconds on a busy machine, in the one process every result passes through.
             self._pool = ProcessPoolExecutor(

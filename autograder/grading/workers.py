@@ -1,7 +1,7 @@
 """The worker side of a grading run: nbgrader's own Autograde, one student per task.
 
 Workers start clean, forked from multiprocessing's fork server with the run's environment
-(:mod:`autograder.grading.helpers`). Each loads the course's ``nbgrader_config.py`` with the
+(:mod:`autograder.grading.worker_forks`). Each loads the course's ``nbgrader_config.py`` with the
 run's overrides on top, and grades one student at a time. They write grades through nbgrader
 and each notebook's run record through the executor; the main process reads both.
 
@@ -29,7 +29,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from autograder import running
 from autograder.course import Course, tool_environment
-from autograder.grading import helpers, stopping
+from autograder.grading import stopping, worker_forks
 from autograder.limits import LimitError, TimeLimits, start_student
 from autograder.sandbox import SandboxedKernelManager, capabilities, forked
 from autograder.sandbox.capabilities import Protection
@@ -163,7 +163,7 @@ def _worker_start(environment: dict[str, str]) -> None:
     student's kernel and ends the grading (autograder.running); then the run's environment,
     and SIGINT left to the run's process (which also releases the signals held at start)."""
     signal.signal(signal.SIGTERM, _stop_grading)
-    helpers.start(environment)
+    worker_forks.start(environment)
 
 
 def _stop_grading(signum: int, frame: FrameType | None) -> None:
@@ -188,7 +188,7 @@ def _in_worker(grade_one: Callable[..., str], *args: Any) -> str:
 def _worker_slot() -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=1,
-        mp_context=helpers.context(),
+        mp_context=worker_forks.context(),
         initializer=_worker_start,
         initargs=(dict(os.environ),),
     )

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 
 from autograder.course import Course
-from autograder.grading import helpers
+from autograder.grading import worker_forks
 from autograder.grading.workers import grade_in_pool
 from tests.conftest import ASSIGNMENT
 
@@ -104,7 +104,7 @@ def test_workers_fork_from_a_clean_server_and_take_each_runs_environment(tmp_pat
     # One thread at fork, no NumPy (its BLAS threads), nothing of the grader's own.
     assert first["server_threads"] == 1
     assert not first["server_has_numpy"]
-    assert not [name for name in helpers.PRELOAD if name.split(".")[0] == "autograder"]
+    assert not [name for name in worker_forks.PRELOAD if name.split(".")[0] == "autograder"]
     monkeypatch.setenv("AUTOGRADER_TEST_VARIABLE", "set after the server started")
     second = _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")
     assert second["server"] == first["server"]  # the same server: its imports are done once
@@ -119,7 +119,7 @@ def test_a_prestarted_server_is_the_one_the_workers_come_from(tmp_path):
     forkserver = multiprocessing.forkserver._forkserver  # the standard library's own state
     forkserver._stop()  # (its method for tests) as in a new process: no server yet
     assert forkserver._forkserver_pid is None
-    helpers.prestart()
+    worker_forks.prestart()
     server = forkserver._forkserver_pid
     assert server is not None and psutil.pid_exists(server)
     assert _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")["server"] == server
@@ -132,4 +132,4 @@ def test_prestart_never_raises_the_first_worker_tries_again(monkeypatch):
         raise OSError("no room for the server's socket (simulated)")
 
     monkeypatch.setattr(multiprocessing.forkserver, "ensure_running", broken)
-    assert helpers.prestart() is None
+    assert worker_forks.prestart() is None

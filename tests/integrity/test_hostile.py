@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from autograder.demo.examples import load_examples
-from autograder.grading import helpers
+from autograder.grading import worker_forks
 from autograder.integrity.evidence import FLAGS
 from autograder.notebook_cells import grade_id, is_test
 from tests.conftest import execute_protected
@@ -88,7 +88,7 @@ def run_all(notebooks: dict[str, nbformat.NotebookNode], folder: Path) -> dict[s
     """Execute every notebook with ProtectedExecute, each in a kernel and folder of its own
     (in worker processes: the executor's event loops stay out of pytest's process; forked
     from the fork server the grading workers come from, which imported nbgrader's API once)."""
-    with ProcessPoolExecutor(KERNELS_AT_ONCE, mp_context=helpers.context()) as pool:
+    with ProcessPoolExecutor(KERNELS_AT_ONCE, mp_context=worker_forks.context()) as pool:
         futures = {
             name: pool.submit(_run, folder / f"n{index}" / "work", f"student{index}", name, nb)
             for index, (name, nb) in enumerate(notebooks.items())

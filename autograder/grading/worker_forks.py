@@ -2,7 +2,7 @@
 
 Each is forked from multiprocessing's fork server: a fresh interpreter, started by the first
 worker of this process (inside :func:`autograder.grading.stopping.signals_held`, like any
-helper) or earlier by :func:`prestart`, that has run nothing but the imports in
+helper process) or earlier by :func:`prestart`, that has run nothing but the imports in
 :data:`PRELOAD`. A worker thus starts without those imports (about 1.5 s of CPU), paid once
 per process instead of once per worker per run, and clean: no event loop, socket or thread of
 the run's process. The server keeps the environment it was started with, so each worker takes
@@ -22,7 +22,7 @@ from multiprocessing.context import ForkServerContext
 
 from autograder.grading import stopping
 
-# What every helper imports: nbgrader's API pulls in SQLAlchemy, nbconvert, nbclient and
+# What every worker imports: nbgrader's API pulls in SQLAlchemy, nbconvert, nbclient and
 # jupyter_client. Nothing of the grader's own, and none of these starts a thread or imports
 # NumPy (whose BLAS threads would exist at fork): tests/grading/test_workers.py checks both.
 PRELOAD = (
@@ -35,7 +35,7 @@ PRELOAD = (
 
 
 def context() -> ForkServerContext:
-    """The context a helper's pool starts it from."""
+    """The context a worker's pool starts it from."""
     forkserver = multiprocessing.get_context("forkserver")
     forkserver.set_forkserver_preload(list(PRELOAD))
     return forkserver
@@ -45,7 +45,7 @@ def prestart() -> None:
     """Start the fork server now, so that its imports run beside this process's own (the
     command's imports, staging, the sandbox's decision) instead of after them: about 1.5 s
     less before the first student of a command-line run. Never raises: a server that cannot
-    start now is started again by the first helper, which then reports what is wrong."""
+    start now is started again by the first worker, which then reports what is wrong."""
     with contextlib.suppress(Exception), stopping.signals_held():
         context()  # its preload
         multiprocessing.forkserver.ensure_running()
