@@ -3,7 +3,7 @@
 A run of one or two students (a platform's job, a re-run after a fix, most of the test suite's
 runs) pays for its workers' start-up in full. The workers are forked from multiprocessing's
 fork server, which imports nbgrader's API once per process
-(:data:`autograder.grading.workers.WORKER_PRELOAD`); ``--spawn`` starts them as they were
+(:data:`autograder.grading.worker_forks.PRELOAD`); ``--spawn`` starts them as they were
 started before, each a fresh interpreter that imports everything itself, for the ratio.
 
 Grades the same ``--students`` quiz-only students (2 by default) ``--runs`` times on
@@ -19,7 +19,9 @@ Run it on an idle machine, from the repository root:
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -45,8 +47,6 @@ QUIZ = "02_quiz_what_del_frees"
 
 def _spawned_slot() -> ProcessPoolExecutor:
     """A worker as the pool made them before the fork server: spawned, importing everything."""
-    import os
-
     return ProcessPoolExecutor(
         max_workers=1,
         mp_context=multiprocessing.get_context("spawn"),
@@ -96,8 +96,6 @@ def main() -> None:
 
 def _command(course: Path, workers: int, report: Path) -> str:
     """One `autograder grade --force` as a command (with its plots); the scores it reported."""
-    import json
-
     command = [sys.executable, "-m", "autograder", "--course-dir", str(course), "grade"]
     options = ["--force", "--quiet", "--workers", str(workers), "--report", str(report)]
     done = subprocess.run([*command, *options], capture_output=True, text=True)
