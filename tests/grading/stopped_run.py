@@ -29,11 +29,12 @@ from pathlib import Path
 import psutil
 
 from autograder.course import Course
-from autograder.demo.examples import Example
+from autograder.demo.examples import Example, write_submission
 from autograder.grading.run import GradingRun
 from autograder.sandbox.kernel_manager import SandboxedKernelManager
 
 from ..conftest import REPO
+from .alternatives.fragmenting import instructor_cell
 
 # Runs the command with SIGINT's default restored (exec keeps a default disposition).
 _SIGINT_DEFAULT = (
@@ -45,17 +46,44 @@ _MARKER = "AUTOGRADER_TEST_RUN"  # in the run's environment, inherited by its wo
 NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
 
 
-def copy_course(course: Course, target: Path, students: list[str]) -> Course:
-    """A copy of a released ``course`` with only ``students``' submissions, whose kernels
-    run in a sandbox of their own (:func:`own_sandbox`)."""
+QUIZ = "02_quiz_what_del_frees"
+
+
+def copy_course(course: Course, target: Path, students: list[str] | list[Example]) -> Course:
+    """A copy of a released ``course`` with only ``students``' submissions (names: copied
+    from the course; examples: written), whose kernels run in a sandbox of their own
+    (:func:`own_sandbox`)."""
     target.mkdir(parents=True)
     for name in ("nbgrader_config.py", "gradebook.db"):
         shutil.copy2(course.root / name, target / name)
     for name in ("source", "release"):
         shutil.copytree(course.root / name, target / name)
+    copy = Course(target, assignment=course.assignment)
     for student in students:
-        shutil.copytree(course.submitted / student, target / "submitted" / student)
-    return Course(target, assignment=course.assignment)
+        if isinstance(student, Example):
+            write_submission(student, copy)
+        else:
+            shutil.copytree(course.submitted / student, target / "submitted" / student)
+    return copy
+
+
+def sleepers(prefix: str, count: int, seconds: float = 2.0) -> list[Example]:
+    """Students who answer the quiz right, each after ``seconds`` asleep in its first answer.
+
+    A run that is stopped, or loses a worker or its scheduler, must have kernels running when
+    it happens; asleep, they cost no CPU, where a full exercises notebook costs about 4 s of
+    it (the suite is CPU-bound). Graded: the quiz alone, full marks, never flagged.
+    """
+    answer = instructor_cell(REPO / "source" / "numpy_memory" / f"{QUIZ}.ipynb", "q1_answer")
+    return [
+        Example(
+            name=f"{prefix}-{index + 1}",
+            description=f"The quiz's right answers, after {seconds:g} s asleep in the first.",
+            notebooks=(QUIZ,),
+            cells={"q1_answer": f"import time\n\ntime.sleep({seconds!r})\n{answer}"},
+        )
+        for index in range(count)
+    ]
 
 
 @dataclass

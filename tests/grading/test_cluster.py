@@ -49,31 +49,39 @@ from ..hub.unix_users import Runner, UnixUser, create_user, remove_user, why_una
 from . import stopped_run
 from .test_grade import _check_golden, _comparable
 
+# Where a run is stopped or loses a process mid-run, most students are quiz answers given
+# after 2 s asleep (stopped_run.sleepers): kernels that run a while for no CPU.
+ASLEEP = [
+    *stopped_run.sleepers("passes-quiz-killed", 1),
+    *stopped_run.sleepers("passes-quiz-resumed", 3),
+    *stopped_run.sleepers("passes-quiz-dropped", 2),
+    *stopped_run.sleepers("passes-quiz-abandoned", 2),
+]
 EXAMPLES = {
     example.name: example
     for folder in ("submissions", "hostile", "broken")
     for example in load_examples(EXAMPLES_ROOT / folder)
-}
+} | {example.name: example for example in ASLEEP}
 SAME_AS_POOL = [
     "passes-all",
     "fails-ex2-view-keeps-base",
     "cheat-rebinds-checks",
     "ungradable-empty-file",
 ]
-KILLED = ["fails-ex1-never-freed", "fails-quiz-thinks-del-always-frees"]
+KILLED = ["passes-quiz-killed-1", "fails-quiz-thinks-del-always-frees"]
 # Five on two workers: when the first report is written, some are still queued (with three,
 # all were once done before the Ctrl-C arrived).
 RESUMED = [
     "blank",
-    "fails-ex7-never-freed",
+    "passes-quiz-resumed-1",
     "ungradable-missing-notebook",
-    "fails-ex3-clears-out-only",
-    "fails-ex6-builds-temporaries",
+    "passes-quiz-resumed-2",
+    "passes-quiz-resumed-3",
 ]
 # Graded on a real `dask scheduler` that is killed mid-run, then on a new one.
-DROPPED = ["fails-quiz-trusts-rss-and-nbytes", "fails-ex1-size-in-mib", "fails-ex2-kept-in-a-list"]
+DROPPED = ["fails-quiz-trusts-rss-and-nbytes", "passes-quiz-dropped-1", "passes-quiz-dropped-2"]
 # Graded by a worker that is killed (with its nanny) mid-run: no worker is left.
-ABANDONED = ["fails-ex5-concatenates-everything", "fails-ex6-returns-a-new-array"]
+ABANDONED = ["passes-quiz-abandoned-1", "passes-quiz-abandoned-2"]
 # Graded by a worker running as another Unix user, who cannot read the course.
 FAR_AWAY = ["fails-ex4-still-leaky", "fails-ex1-keeps-a-copy"]
 
