@@ -74,6 +74,8 @@ or a measurement cannot be made.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import importlib.util
 import itertools
 import json
@@ -94,6 +96,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
+import psutil
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Type
@@ -147,6 +150,32 @@ def own_cpu_seconds() -> float:
     return sum(usage.ru_utime + usage.ru_stime for usage in usages)
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> None:
+    """Make this process the parent of its descendants whose parent exits first (Linux), so
+    that :func:`reap_adopted` can wait for them and their CPU time reaches
+    :func:`own_cpu_seconds`. `autograder grade` forks its workers from a fork server that
+    outlives the command for a moment: without this, their CPU counted as *other load*."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_adopted(known: set[int], seconds: float = 15.0) -> None:
+    """Wait (up to ``seconds``) for this process's children that are not in ``known``: the
+    descendants it adopted when their parent exited (:func:`adopt_orphans`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        adopted = [child.pid for child in psutil.Process().children() if child.pid not in known]
+        if not adopted:
+            return
+        for pid in adopted:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+
+
 class CpuWatch:
     """Wall time of a block, and how much of the machine other processes used meanwhile
     (another job on the machine makes every figure here slower and less fair)."""
@@ -155,6 +184,7 @@ class CpuWatch:
     others: float = 0.0  # other processes' CPU time / (cores x wall time)
 
     def __enter__(self) -> CpuWatch:
+        self._children = {child.pid for child in psutil.Process().children()}
         self._started = time.monotonic()
         self._busy, self._own = busy_cpu_seconds(), own_cpu_seconds()
         return self
@@ -162,6 +192,7 @@ class CpuWatch:
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.monotonic() - self._started
         busy = busy_cpu_seconds() - self._busy
+        reap_adopted(self._children)  # their CPU is the block's, spent before it ended
         own = own_cpu_seconds() - self._own
         self.others = max(0.0, busy - own) / (CORES * self.seconds)
 
@@ -532,12 +563,14 @@ def measure_check(workdir: Path, graded: list[str], runs: int) -> CheckTiming:
     wall, cpu, codes = [], [], []
     with CpuWatch() as watch:
         for _ in range(runs):
+            children = {child.pid for child in psutil.Process().children()}
             before = own_cpu_seconds()
             started = time.monotonic()
             done = subprocess.run(
                 command, cwd=folder, env=tool_environment(), capture_output=True, text=True
             )
             wall.append(time.monotonic() - started)
+            reap_adopted(children)  # its kernels' fork server, if it outlived the command
             cpu.append(own_cpu_seconds() - before)
             codes.append(done.returncode)
             if done.returncode != 0:
@@ -1359,6 +1392,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> Results:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, stop)  # so that the temporary folders are removed
+    adopt_orphans()
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="grading-throughput-"))
