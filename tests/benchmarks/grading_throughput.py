@@ -74,15 +74,12 @@ or a measurement cannot be made.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import importlib.util
 import itertools
 import json
 import os
 import pickle
 import platform
-import resource
 import shutil
 import signal
 import statistics
@@ -108,6 +105,13 @@ from autograder.grading.run import grade
 from autograder.release import release
 from autograder.sandbox import PromptKernelClient
 from autograder.sandbox.policy import THREAD_VARS
+from tests.benchmarks.cpu_time import (
+    CORES,
+    CpuWatch,
+    adopt_orphans,
+    own_cpu_seconds,
+    reap_adopted,
+)
 from tests.examples import EXAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,7 +119,6 @@ EXAMPLES = EXAMPLES / "submissions"
 SOURCE = Course(REPO).source
 BROKEN_STATUSES = ("ungradable", "kernel died", "timed out", "over memory")
 LOG_TAIL = 30
-CORES = len(os.sched_getaffinity(0))
 BUSY_WARNING = 0.10  # other processes' share of the machine's CPU that makes figures doubtful
 
 STOCK_CONFIG = """\
@@ -135,66 +138,6 @@ def say(message: str) -> None:
 
 
 # -- other load on the machine ------------------------------------------------------------------
-
-
-def busy_cpu_seconds() -> float:
-    """CPU time every process on this machine has used since boot (/proc/stat)."""
-    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """CPU time of this process and of every descendant it has waited for."""
-    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
-
-
-PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
-
-
-def adopt_orphans() -> None:
-    """Make this process the parent of its descendants whose parent exits first (Linux), so
-    that :func:`reap_adopted` can wait for them and their CPU time reaches
-    :func:`own_cpu_seconds`. `autograder grade` forks its workers from a fork server that
-    outlives the command for a moment: without this, their CPU counted as *other load*."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def reap_adopted(known: set[int], seconds: float = 15.0) -> None:
-    """Wait (up to ``seconds``) for this process's children that are not in ``known``: the
-    descendants it adopted when their parent exited (:func:`adopt_orphans`)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        adopted = [child.pid for child in psutil.Process().children() if child.pid not in known]
-        if not adopted:
-            return
-        for pid in adopted:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-
-
-class CpuWatch:
-    """Wall time of a block, and how much of the machine other processes used meanwhile
-    (another job on the machine makes every figure here slower and less fair)."""
-
-    seconds: float = 0.0
-    others: float = 0.0  # other processes' CPU time / (cores x wall time)
-
-    def __enter__(self) -> CpuWatch:
-        self._children = {child.pid for child in psutil.Process().children()}
-        self._started = time.monotonic()
-        self._busy, self._own = busy_cpu_seconds(), own_cpu_seconds()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.monotonic() - self._started
-        busy = busy_cpu_seconds() - self._busy
-        reap_adopted(self._children)  # their CPU is the block's, spent before it ended
-        own = own_cpu_seconds() - self._own
-        self.others = max(0.0, busy - own) / (CORES * self.seconds)
 
 
 # -- the assignment and the submissions ---------------------------------------------------------

@@ -35,8 +35,8 @@ if str(REPO) not in sys.path:
 
 from autograder.grading import workers  # noqa: E402
 from autograder.grading.run import grade  # noqa: E402
+from tests.benchmarks.cpu_time import busy_cpu_seconds  # noqa: E402
 from tests.benchmarks.grading_throughput import (  # noqa: E402
-    busy_cpu_seconds,
     cohort,
     new_course,
     submit,

@@ -150,3 +150,46 @@ def test_notebooks_below_every_protection_are_named_and_unexecuted_ones_skipped(
     (tmp_path / "report.json").write_text(json.dumps(report))
 
     assert bench.unprotected(tmp_path) == [f"s01 / ex: {level}, exec"]
+
+
+# A command that leaves a grandchild behind, as `autograder grade` leaves its workers' fork
+# server: the grandchild burns 0.5 s of CPU after its parent has exited.
+_ORPHANING_COMMAND = """
+import os, time
+if os.fork() == 0:
+    end = time.process_time() + 0.5
+    while time.process_time() < end:
+        pass
+    os._exit(0)
+"""
+
+# In a process of its own: adopting orphans changes the process that calls it for good.
+# First without adopting (the CPU is lost: the test can tell), then adopting.
+_MEASURE = """
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from tests.benchmarks import cpu_time
+for adopt in (False, True):
+    if adopt:
+        cpu_time.adopt_orphans()
+    with cpu_time.CpuWatch():
+        before = cpu_time.own_cpu_seconds()
+        subprocess.run([sys.executable, "-c", sys.argv[2]], check=True)
+    print(cpu_time.own_cpu_seconds() - before)
+"""
+
+
+def test_the_cpu_of_what_a_command_leaves_behind_is_its_own() -> None:
+    """The CPU of an orphaned grandchild counts as the command's (not as other load) once the
+    benchmark adopts orphans; before, it was lost."""
+    import subprocess
+
+    repo = str(SCRIPT.parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, repo, _ORPHANING_COMMAND],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lost, adopted = map(float, done.stdout.split())
+    assert lost < 0.45 <= adopted, (lost, adopted)
