@@ -44,8 +44,6 @@ _SIGINT_DEFAULT = (
 _SIGINT_IGNORED = _SIGINT_DEFAULT.replace("SIG_DFL", "SIG_IGN")
 _MARKER = "AUTOGRADER_TEST_RUN"  # in the run's environment, inherited by its workers
 NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
-
-
 QUIZ = "02_quiz_what_del_frees"
 
 
