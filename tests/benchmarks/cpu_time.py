@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -52,6 +53,19 @@ def reap_adopted(known: set[int], seconds: float = 15.0) -> None:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
+
+
+def run_counted(
+    command: list[str], **options: object
+) -> tuple[subprocess.CompletedProcess, float, float]:
+    """``subprocess.run(command, **options)``; with its wall time, and the CPU seconds it and
+    everything it started used, what it left behind included (:func:`adopt_orphans` first)."""
+    known = {child.pid for child in psutil.Process().children()}
+    before, started = own_cpu_seconds(), time.monotonic()
+    done = subprocess.run(command, **options)  # type: ignore[call-overload]
+    wall = time.monotonic() - started
+    reap_adopted(known)
+    return done, wall, own_cpu_seconds() - before
 
 
 class CpuWatch:

@@ -93,7 +93,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
-import psutil
 from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Type
@@ -105,13 +104,7 @@ from autograder.grading.run import grade
 from autograder.release import release
 from autograder.sandbox import PromptKernelClient
 from autograder.sandbox.policy import THREAD_VARS
-from tests.benchmarks.cpu_time import (
-    CORES,
-    CpuWatch,
-    adopt_orphans,
-    own_cpu_seconds,
-    reap_adopted,
-)
+from tests.benchmarks.cpu_time import CORES, CpuWatch, adopt_orphans, run_counted
 from tests.examples import EXAMPLES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -506,15 +499,11 @@ def measure_check(workdir: Path, graded: list[str], runs: int) -> CheckTiming:
     wall, cpu, codes = [], [], []
     with CpuWatch() as watch:
         for _ in range(runs):
-            children = {child.pid for child in psutil.Process().children()}
-            before = own_cpu_seconds()
-            started = time.monotonic()
-            done = subprocess.run(
+            done, seconds, used = run_counted(
                 command, cwd=folder, env=tool_environment(), capture_output=True, text=True
             )
-            wall.append(time.monotonic() - started)
-            reap_adopted(children)  # its kernels' fork server, if it outlived the command
-            cpu.append(own_cpu_seconds() - before)
+            wall.append(seconds)
+            cpu.append(used)
             codes.append(done.returncode)
             if done.returncode != 0:
                 raise BenchmarkError(

@@ -30,9 +30,7 @@ import argparse
 import functools
 import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,12 +48,7 @@ if str(REPO) not in sys.path:
 from autograder.course import Course, tool_environment  # noqa: E402
 from autograder.grading import workers  # noqa: E402
 from autograder.pipeline.protected_execute import ProtectedExecute  # noqa: E402
-from tests.benchmarks.cpu_time import (  # noqa: E402
-    CORES,
-    adopt_orphans,
-    busy_cpu_seconds,
-    reap_adopted,
-)
+from tests.benchmarks.cpu_time import CpuWatch, adopt_orphans, run_counted  # noqa: E402
 from tests.benchmarks.grading_throughput import (  # noqa: E402
     cohort,
     new_course,
@@ -203,19 +196,13 @@ def whole_command(course: Course, students: int) -> tuple[float, float]:
     everything it started, and the other processes' share of the machine meanwhile."""
     command = [sys.executable, "-m", "autograder", "--course-dir", str(course.root), "grade"]
     command += ["--workers", "1", "--force", "--quiet"]
-    adopt_orphans()  # its workers' fork server outlives it: its CPU is the command's
-    children = {child.pid for child in psutil.Process().children()}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    busy, started = busy_cpu_seconds(), time.monotonic()
-    done = subprocess.run(command, cwd=course.root, env=tool_environment(), capture_output=True)
+    with CpuWatch() as watch:
+        done, _, cpu = run_counted(
+            command, cwd=course.root, env=tool_environment(), capture_output=True
+        )
     if done.returncode != 0:
         raise RuntimeError(done.stdout.decode()[-2000:] + done.stderr.decode()[-2000:])
-    wall = time.monotonic() - started
-    busy = busy_cpu_seconds() - busy
-    reap_adopted(children)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    others = max(0.0, busy - cpu) / (CORES * wall)
+    others = watch.others
     return cpu / students, others
 
 
@@ -265,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submissions", type=int, default=8, help="measured students (8)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary course")
     args = parser.parse_args(argv)
+    adopt_orphans()  # the command's workers come from a fork server that outlives it
     _every, graded = notebook_names()
     workdir = Path(tempfile.mkdtemp(prefix="submission-cpu-", dir="/var/tmp"))
     load = os.getloadavg()[0]
