@@ -14,8 +14,8 @@ notebooks, the nbgrader way, and every command reads them from there:
   part, a comment the release keeps: ``# Hidden tests also check that ...`` (it may go on over
   the next comment lines, up to the one that ends with a full stop).
 
-At release, :class:`StampRelease` (an nbgrader preprocessor, the last step of
-``generate_assignment``) writes the assignment's name, the notebook's name and these exercises
+At release, :class:`autograder.pipeline.stamp_release.StampRelease` (an nbgrader preprocessor,
+the last step of ``generate_assignment``) writes the assignment's name, the notebook's name and these exercises
 into the released notebook's metadata (``metadata.autograder``), so a student's copy says which
 assignment it belongs to and what it holds, whatever the student edits in its cells.
 """
@@ -34,7 +34,6 @@ lean_imports.skip_unused()  # before nbformat imports jsonschema, and nbgrader i
 
 import nbformat  # noqa: E402
 from nbformat import NotebookNode  # noqa: E402
-from nbgrader.preprocessors import NbGraderPreprocessor  # noqa: E402
 
 from autograder.notebook_cells import grade_id, is_test  # noqa: E402
 
@@ -221,22 +220,6 @@ def read_stamp(nb: NotebookNode) -> Stamp | None:
         )
     except (TypeError, KeyError, ValueError):
         return None
-
-
-class StampRelease(NbGraderPreprocessor):
-    """Write the assignment, the notebook and its exercises into the released notebook.
-
-    The last step of ``generate_assignment`` (``autograder.pipeline.RELEASE_STEPS``): it reads
-    the notebook as the student gets it, so nothing it writes was hidden."""
-
-    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, Any]:
-        info = resources["nbgrader"]
-        exercises = tuple(read_exercises(nb))
-        if exercises:
-            nb.metadata[STAMP] = Stamp(info["assignment"], info["notebook"], exercises).to_json()
-        else:  # a lesson: only where it comes from
-            nb.metadata[STAMP] = {"assignment": info["assignment"], "notebook": info["notebook"]}
-        return nb, resources
 
 
 # -- what an instructor should hear before releasing --------------------------------------------

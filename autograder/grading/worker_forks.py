@@ -23,9 +23,11 @@ from multiprocessing.context import ForkServerContext
 from autograder.grading import stopping
 
 # What every worker imports: nbgrader's API pulls in SQLAlchemy, nbconvert, nbclient and
-# jupyter_client. Nothing of the grader's own, and none of these starts a thread or imports
-# NumPy (whose BLAS threads would exist at fork): tests/grading/test_workers.py checks both.
+# jupyter_client. Of the grader's own only worker_preload, first, which makes the others skip
+# what grading never uses. None of these starts a thread or imports NumPy (whose BLAS threads
+# would exist at fork): tests/grading/test_workers.py checks both.
 PRELOAD = (
+    "autograder.grading.worker_preload",  # first: it changes what the imports below import
     "nbgrader.apps.api",
     "nbclient",
     "jupyter_client.asynchronous.client",

@@ -23,11 +23,11 @@ from nbgrader.preprocessors import (  # noqa: E402
     SaveAutoGrades,
 )
 
-from autograder.exercises import StampRelease  # noqa: E402
 from autograder.pipeline.check_cell_metadata import CheckCellMetadataFast  # noqa: E402
 from autograder.pipeline.flag_in_gradebook import FlagInGradebook  # noqa: E402
 from autograder.pipeline.inspect_submission import InspectSubmission  # noqa: E402
 from autograder.pipeline.protected_execute import ProtectedExecute  # noqa: E402
+from autograder.pipeline.stamp_release import StampRelease  # noqa: E402
 
 RELEASE_STEPS = [
     *GenerateAssignment.class_traits()["preprocessors"].default(),  # nbgrader's own, in order

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,9 @@ def what_the_worker_sees(
             "server": server,
             "server_threads": len(os.listdir(f"/proc/{server}/task")),
             "server_has_numpy": "_multiarray_umath" in maps or "openblas" in maps.lower(),
+            # What autograder.lean_imports skips, the server imported without (a fork keeps it).
+            "imported_rfc3987_syntax": sys.modules.get("rfc3987_syntax") is not None,
+            "imported_nbgrader_server_extensions": "nbgrader.server_extensions" in sys.modules,
         }
     )
 
@@ -104,7 +108,10 @@ def test_workers_fork_from_a_clean_server_and_take_each_runs_environment(tmp_pat
     # One thread at fork, no NumPy (its BLAS threads), nothing of the grader's own.
     assert first["server_threads"] == 1
     assert not first["server_has_numpy"]
-    assert not [name for name in worker_forks.PRELOAD if name.split(".")[0] == "autograder"]
+    grader_modules = [name for name in worker_forks.PRELOAD if name.split(".")[0] == "autograder"]
+    assert grader_modules == ["autograder.grading.worker_preload"]
+    assert not first["imported_rfc3987_syntax"]  # its Lark grammars: ~1.4 s of CPU
+    assert not first["imported_nbgrader_server_extensions"]
     monkeypatch.setenv("AUTOGRADER_TEST_VARIABLE", "set after the server started")
     second = _seen(tmp_path, "AUTOGRADER_TEST_VARIABLE")
     assert second["server"] == first["server"]  # the same server: its imports are done once
