@@ -9,8 +9,8 @@ and workers of a run, and whatever a command-line run leaves behind, reach its
 ``RUSAGE_CHILDREN`` when they end; after each test it reaps the orphans it adopted and writes
 one line: the test, its wall time, its own CPU and its descendants'.
 
-    PYTHONPATH=tests/benchmarks .venv/bin/python -m pytest -p suite_cpu    # records
-    .venv/bin/python tests/benchmarks/suite_cpu.py                          # the report
+    .venv/bin/python -m pytest -p tests.benchmarks.suite_cpu    # records (from the repository)
+    .venv/bin/python tests/benchmarks/suite_cpu.py              # the report
 
 Records go to ``$SUITE_CPU_DIR`` (default ``/tmp/suite-cpu``); remove it between runs. What
 this does not see: a process that outlives the session (its CPU goes to the test that reaps
@@ -38,10 +38,11 @@ from typing import Any
 
 import pytest
 
-if __package__:
-    from tests.benchmarks.cpu_time import adopt_orphans
-else:  # loaded with -p suite_cpu from tests/benchmarks on PYTHONPATH, or run as a script
-    from cpu_time import adopt_orphans  # type: ignore[import-not-found,no-redef]
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.append(str(REPO))  # run as a script
+
+from tests.benchmarks.cpu_time import adopt_orphans  # noqa: E402
 
 RECORDS = Path(os.environ.get("SUITE_CPU_DIR", "/tmp/suite-cpu"))
 
@@ -143,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in path.read_text().splitlines()
     ]
     if not records:
-        print(f"No records in {args.records}: run the suite with -p suite_cpu first.")
+        print(
+            f"No records in {args.records}: run the suite with -p tests.benchmarks.suite_cpu first."
+        )
         return 1
     print("\n".join(report(records, args.top)))
     return 0

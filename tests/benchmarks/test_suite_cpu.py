@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.benchmarks import suite_cpu
 
-HERE = Path(__file__).parent
+REPO = Path(__file__).resolve().parents[2]
 
 # One test leaves behind a process that burns 0.5 s of CPU after its parent exits (as a
 # command-line run's fork server and workers do); the other does nothing.
@@ -46,10 +46,11 @@ def test_a_tests_orphans_cpu_is_recorded_as_that_tests(tmp_path: Path) -> None:
     records = tmp_path / "records"
     environment = {
         **os.environ,
-        "PYTHONPATH": str(HERE),
+        "PYTHONPATH": str(REPO),
         "SUITE_CPU_DIR": str(records),
     }
-    command = [sys.executable, "-m", "pytest", "-p", "suite_cpu", "-q", "-p", "no:cacheprovider"]
+    plugin = "tests.benchmarks.suite_cpu"
+    command = [sys.executable, "-m", "pytest", "-p", plugin, "-q", "-p", "no:cacheprovider"]
     done = subprocess.run(
         [*command, "--rootdir", str(tmp_path), str(tmp_path / "test_two.py")],
         cwd=tmp_path,
