@@ -15,9 +15,10 @@ notebooks, the nbgrader way, and every command reads them from there:
   the next comment lines, up to the one that ends with a full stop).
 
 At release, :class:`autograder.pipeline.stamp_release.StampRelease` (an nbgrader preprocessor,
-the last step of ``generate_assignment``) writes the assignment's name, the notebook's name and these exercises
-into the released notebook's metadata (``metadata.autograder``), so a student's copy says which
-assignment it belongs to and what it holds, whatever the student edits in its cells.
+the last step of ``generate_assignment``) writes the assignment's name, the notebook's name and
+these exercises into the released notebook's metadata (``metadata.autograder``), so a student's
+copy says which assignment it belongs to and what it holds, whatever the student edits in its
+cells.
 """
 
 from __future__ import annotations
