@@ -23,10 +23,16 @@ def busy_cpu_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def self_and_children_cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process, and of every descendant it has waited for."""
+    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    own, children = (usage.ru_utime + usage.ru_stime for usage in usages)
+    return own, children
+
+
 def own_cpu_seconds() -> float:
     """CPU time of this process and of every descendant it has waited for."""
-    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
+    return sum(self_and_children_cpu_seconds())
 
 
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h

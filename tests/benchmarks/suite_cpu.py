@@ -33,41 +33,34 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from multiprocessing import popen_fork
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.append(str(REPO))  # run as a script
 
-from tests.benchmarks.cpu_time import adopt_orphans  # noqa: E402
+from tests.benchmarks.cpu_time import adopt_orphans, self_and_children_cpu_seconds  # noqa: E402
 
 RECORDS = Path(os.environ.get("SUITE_CPU_DIR", "/tmp/suite-cpu"))
-
-
-def _self_and_children() -> tuple[float, float]:
-    import resource
-
-    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    own, children = (usage.ru_utime + usage.ru_stime for usage in usages)
-    return own, children
 
 
 def _owned_pids() -> set[int]:
     """Children some live Popen object (subprocess's or multiprocessing's) will wait for:
     their exit status is their owner's, not this plugin's."""
-    from multiprocessing import popen_fork
-
     kinds = (subprocess.Popen, popen_fork.Popen)
     return {o.pid for o in gc.get_objects() if isinstance(o, kinds) and o.pid}
 
 
 def reap_orphans() -> None:
-    """Wait for the zombies among this process's children that no Popen object owns."""
-    import psutil
+    """Wait for the zombies among this process's children that no Popen object owns.
 
+    Not ``cpu_time.reap_adopted``, which waits for every child it was not told of: here a
+    module fixture's server is a child that outlives its test, and is not waited for."""
     owned = _owned_pids()
     for child in psutil.Process().children():
         with contextlib.suppress(psutil.Error, ChildProcessError):
@@ -89,10 +82,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     started = time.monotonic()
-    own, children = _self_and_children()
+    own, children = self_and_children_cpu_seconds()
     yield
     reap_orphans()
-    own_after, children_after = _self_and_children()
+    own_after, children_after = self_and_children_cpu_seconds()
     line = {
         "test": item.nodeid,
         "wall": round(time.monotonic() - started, 3),
