@@ -25,7 +25,10 @@ local pool's, with the workers elsewhere:
 * when the run is stopped (Ctrl-C, SIGTERM: :mod:`autograder.grading.stopping`), every
   worker kills the kernels of this run's students (:func:`stop_run`) and their tasks are
   cancelled; a LocalCluster is then closed, and what of it is left after ``STOP_SECONDS``
-  is killed. Its workers leave SIGINT to the instructor's process, as the local pool's do.
+  is killed. Its workers leave SIGINT to the instructor's process, as the local pool's do;
+* however the run ends, its course is removed from every worker and from the scheduler (a
+  worker that joins later does not unpack it), and what a killed worker left in its
+  temporary directory is removed by the next run's workers (:mod:`autograder.grading.scratch`).
 
 Nanny workers are daemonic processes by default; student kernels are started with
 ``subprocess`` (allowed there), but a LocalCluster started here sets
@@ -39,9 +42,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import uuid
@@ -56,7 +57,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from autograder import running
 from autograder.course import Course
-from autograder.grading import stopping
+from autograder.grading import scratch, stopping
 from autograder.grading.run import GradingError
 from autograder.grading.staging import largest_first
 from autograder.grading.task import (
@@ -219,7 +220,10 @@ class CourseOnWorker(WorkerPlugin):
     def __init__(self, bundle: CourseBundle, local: bool = False) -> None:
         self.bundle = bundle
         self.local = local  # a LocalCluster's worker: SIGINT is the instructor's process's
-        self.name = f"autograder-course-{bundle.digest}"
+        # One per run (two runs of one course may share a cluster): the run removes it when
+        # it ends, and a worker that joins later does not unpack a course graded before.
+        self.name = f"autograder-course-{bundle.digest}-{uuid.uuid4().hex[:8]}"
+        self.scratch: scratch.Scratch | None = None
         self.course_dir: Path | None = None
         self.problem = ""  # why this worker cannot grade, for every student sent to it
 
@@ -237,15 +241,17 @@ class CourseOnWorker(WorkerPlugin):
                 "on every worker (pip install numpy-memory-autograder==<version>)."
             )
             return
-        self.course_dir = Path(tempfile.mkdtemp(prefix="autograder-course-"))
+        scratch.sweep()  # what workers killed in earlier runs left on this machine
+        self.scratch = scratch.Scratch("course")
+        self.course_dir = self.scratch.path
         self.bundle.unpack(self.course_dir)
         _fingerprint_without_worker_hooks()
         # The sandbox: the run's protection travels with each task (the overrides); every
         # kernel launch here proves it or the notebook is not graded.
 
     def teardown(self, worker: Any) -> None:
-        if self.course_dir is not None:
-            shutil.rmtree(self.course_dir, ignore_errors=True)
+        if self.scratch is not None:
+            self.scratch.remove()
 
 
 def _fingerprint_without_worker_hooks() -> None:
@@ -330,6 +336,18 @@ def _set_up_course(client: Client, course: Course) -> CourseOnWorker:
             "Is numpy-memory-autograder installed on every worker, with the same version?"
         ) from None
     return plugin
+
+
+def _remove_course(client: Client, plugin_name: str) -> None:
+    """Every worker removes its copy of the run's course (its plugin's teardown), and the
+    scheduler forgets the plugin; within STOP_SECONDS, and not when the scheduler is gone."""
+
+    def remove() -> None:
+        with contextlib.suppress(Exception):  # a worker or scheduler that cannot be reached
+            client.unregister_worker_plugin(plugin_name)
+
+    if client.status == "running":
+        _bounded(remove, stopping.STOP_SECONDS)
 
 
 class _Work:
@@ -499,7 +517,8 @@ def grade_on_cluster(
     if not students:
         return
     patience = student_seconds + STARTUP_MARGIN
-    work = _Work(client, course, _set_up_course(client, course), students, report_dir, overrides)
+    plugin = _set_up_course(client, course)
+    work = _Work(client, course, plugin, students, report_dir, overrides)
     address = work.address
     runs_dir = report_dir / "runs"
     try:
@@ -524,3 +543,5 @@ def grade_on_cluster(
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM: nothing more is recorded
         work.stop()
         raise
+    finally:
+        _remove_course(client, plugin.name)

@@ -26,6 +26,7 @@ from typing import Any
 import autograder
 from autograder.course import Course
 from autograder.grading.gradebook import SubmissionScores, read_autograded, record_autograded
+from autograder.grading.scratch import scratch_folder
 from autograder.sandbox.policy import hidden_from_students
 
 DISTRIBUTION = "numpy-memory-autograder"
@@ -161,8 +162,7 @@ def grade_task(
     from autograder.grading.workers import autograde_student
 
     result = StudentResult(task.student, worker=worker)
-    with tempfile.TemporaryDirectory(prefix="autograder-task-") as temporary:
-        root = Path(temporary)
+    with scratch_folder("task") as root:
         for name in ("nbgrader_config.py", "gradebook.db"):
             shutil.copy2(course_dir / name, root / name)
         for name in ("source", "release"):

@@ -26,7 +26,7 @@ from nbgrader.api import Gradebook
 import autograder.grading
 from autograder.course import Course, tool_environment
 from autograder.demo.examples import load_examples, write_submission
-from autograder.grading import cluster
+from autograder.grading import cluster, scratch
 from autograder.grading.gradebook import (
     NotebookScores,
     SubmissionScores,
@@ -343,8 +343,15 @@ class _WorkerKiller(threading.Thread):
                     return
 
 
+def _worker_folders() -> set[Path]:
+    """The course copies and task folders of Dask workers on this machine (any run's)."""
+    temporary = Path(tempfile.gettempdir())
+    return {path for kind in scratch.KINDS for path in temporary.glob(f"autograder-{kind}-*")}
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(course, tmp_path):
+    before = _worker_folders()
     killer = _WorkerKiller()
     killer.start()
     try:
@@ -381,6 +388,10 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(course, tmp_path)
     counts = stopped_run.submissions(course)
     assert all(counts.get(s, 0) <= 1 for s in KILLED), counts
     assert graded, "no student was graded: the surviving worker did nothing"
+    # The killed worker's course copy and task folder (solutions, a student's notebooks) were
+    # removed by the worker started in its place; the others' by the end of the run.
+    left = sorted(p for p in _worker_folders() - before if scratch.left_behind(p))
+    assert not left, left
 
 
 @pytest.mark.slow
@@ -391,10 +402,13 @@ def test_ctrl_c_stops_a_cluster_run_cleanly_and_the_next_run_grades_the_rest(cou
     copy = stopped_run.copy_course(course, tmp_path / "course", RESUMED)
     options = ["--scheduler", "local:2", "--quiet", "--force", "--cell-timeout", "5"]
     run = stopped_run.Run(copy, tmp_path / "r", stopped_run.own_sandbox(copy), options)
+    before = _worker_folders()
     process = run.start()
     run.wait_until_recorded(process, 1)
     stopped = run.stop(process, signal.SIGINT)
     stopped_run.check_stopped_cleanly(run, stopped, len(RESUMED), signal.SIGINT)
+    left = sorted(p for p in _worker_folders() - before if scratch.left_behind(p))
+    assert not left, f"the stopped run left its course or a student's folder: {left}"
     resumed = grade(
         copy,
         scheduler="local:2",
@@ -640,6 +654,8 @@ def test_a_worker_that_cannot_see_the_course_grades_from_what_the_tasks_carry(
             address, command_prefix=command, cwd=user.home, env=BARE_ENVIRONMENT
         )
         on_cluster = grade(course, scheduler=address, report_dir=tmp_path / "cluster", **options)
+        kept = [p for p in _worker_folders() if p.stat().st_uid == user.uid]
+        assert not kept, f"the run left its course on the worker, which runs on: {kept}"
         tree = psutil.Process(worker.pid)
         started = [tree, *tree.children(recursive=True)]
         nanny_and_worker = [p for p in started if p.name() not in ("unshare", "sh", "runuser")]
