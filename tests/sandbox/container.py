@@ -34,6 +34,12 @@ def make_interpreter_reachable() -> None:
         for index, path in enumerate(inside):
             os.makedirs(path, mode=0o755, exist_ok=True)
             subprocess.run(["mount", "--bind", f"{saved}/{index}", path], check=True)
+        # The binds under the tmpfs stand on their own: the saved ones (and their folders in
+        # the host's /tmp) are not needed any more.
+        for index in range(len(inside)):
+            subprocess.run(["umount", f"{saved}/{index}"], check=True)
+            os.rmdir(f"{saved}/{index}")
+        os.rmdir(saved)
 
 
 def main(argv: list[str]) -> None:
