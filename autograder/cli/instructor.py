@@ -27,14 +27,37 @@ if TYPE_CHECKING:
 
 def _demo(args: argparse.Namespace) -> int:
     from autograder.demo import run_demo
+    from autograder.grading import stopping
 
-    return run_demo(
-        course_root(args),
-        assignment=assignment(args),
-        examples_dir=args.examples,
-        workspace=args.workspace,
-        workers=args.workers,
+    try:
+        with stopping.signals_stop_the_run():  # stopped as `grade` is, workers and kernels
+            status = run_demo(
+                course_root(args),
+                assignment=assignment(args),
+                examples_dir=args.examples,
+                workspace=args.workspace,
+                workers=args.workers,
+            )
+            late = stopping.requested()
+    except stopping.RunStopped as stop:
+        again = "The demo starts from a clean workspace: run it again to grade every example."
+        print(f"\n{stop.summary(again)}", file=sys.stderr, flush=True)
+        return stop.exit_code
+    return status if late is None else _stopped_late(late)
+
+
+def _stopped_late(signum: int) -> int:
+    """A stop that came once every student was recorded: the run finished, say so."""
+    from autograder.grading import stopping
+
+    stop = stopping.RunStopped(signum)
+    print(
+        f"\n{stop} came after every student was recorded: the run finished, and its "
+        "report is complete.",
+        file=sys.stderr,
+        flush=True,
     )
+    return stop.exit_code
 
 
 def _warn(line: str) -> None:
@@ -251,14 +274,7 @@ def _grade(args: argparse.Namespace) -> int:
     if problem:
         print("\n" + problem, file=sys.stderr)
     if late is not None:
-        signal_ = stopping.RunStopped(late)
-        print(
-            f"\n{signal_} came after every student was recorded: the run finished, and its "
-            "report is complete.",
-            file=sys.stderr,
-            flush=True,
-        )
-        return signal_.exit_code
+        return _stopped_late(late)
     return EXIT_SANDBOX if problem else 0
 
 

@@ -66,10 +66,11 @@ class RunStopped(KeyboardInterrupt):
     def exit_code(self) -> int:
         return 128 + self.signum
 
-    def summary(self) -> str:
-        """One paragraph: what was recorded, what was not, and what to do next."""
+    def summary(self, next_step: str = "") -> str:
+        """One paragraph: what was recorded, what was not, and what to do next (``next_step``
+        when it is not to run the same command)."""
         total = self.recorded + self.not_recorded
-        again = (
+        again = next_step or (
             "Run the same command without --force to grade the rest (with --force it grades "
             "everyone again)."
             if self.force

@@ -137,7 +137,8 @@ class StoppedRun:
 
 @dataclass
 class Run:
-    """One `autograder grade` run in a process group of its own."""
+    """One `autograder grade` run in a process group of its own (or, with ``demo``, one
+    `autograder demo`, whose workspace is ``report``'s parent)."""
 
     course: Course
     report: Path
@@ -145,19 +146,29 @@ class Run:
     args: list[str]
     sigint_ignored: bool = False
     marker: str = field(default_factory=lambda: uuid.uuid4().hex)
+    demo: bool = False
+    temporary: Path | None = None  # its TMPDIR, to see what it leaves there
 
     def start(self) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "autograder", "--course-dir", str(self.course.root)]
-        command += ["grade", "--report", str(self.report), *self.args]
+        if self.demo:  # it wipes its workspace first: the log goes beside it
+            command += ["demo", "--workspace", str(self.report.parent), *self.args]
+            self.log = self.report.parent.with_name(f"{self.report.parent.name}.log")
+        else:
+            command += ["grade", "--report", str(self.report), *self.args]
+            self.log = self.report.with_name(f"{self.report.name}.log")
         launcher = _SIGINT_IGNORED if self.sigint_ignored else _SIGINT_DEFAULT
-        self.log = self.report.with_name(f"{self.report.name}.log")
         with self.log.open("wb") as output:
             return subprocess.Popen(
                 [sys.executable, "-c", launcher, sys.executable, *command[1:]],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
-                env={**os.environ, _MARKER: self.marker},
+                env={
+                    **os.environ,
+                    _MARKER: self.marker,
+                    **({"TMPDIR": str(self.temporary)} if self.temporary else {}),
+                },
                 start_new_session=True,  # its own process group, as a terminal's foreground job
             )
 
@@ -274,9 +285,15 @@ def check_only_the_rest_graded(
     assert all(counts[s] == 1 for s in students), counts
 
 
-def check_stopped_cleanly(run: Run, stopped: StoppedRun, students: int, signum: int) -> None:
-    """The run said what it kept and what to do, exited with 128 + the signal, left nothing
-    running, and its kernels' clean-up ran (their working dirs given back)."""
+def check_stopped_cleanly(
+    run: Run,
+    stopped: StoppedRun,
+    students: int,
+    signum: int,
+    next_step: str = "Run the same command",
+) -> None:
+    """The run said what it kept and what to do (``next_step``), exited with 128 + the signal,
+    left nothing running, and its kernels' clean-up ran (their working dirs given back)."""
     print(
         f"exit {stopped.returncode} {stopped.seconds_to_exit:.1f} s after the signal; "
         f"no process of the run left after {stopped.seconds_to_none_left:.1f} s"
@@ -295,4 +312,4 @@ def check_stopped_cleanly(run: Run, stopped: StoppedRun, students: int, signum: 
     assert recorded == len(stopped.recorded_after) >= len(stopped.recorded_before)
     assert 1 <= recorded < students, "the signal came too early or too late to prove anything"
     assert "Every kernel and worker process it started has stopped." in summary
-    assert "Run the same command" in summary
+    assert next_step in summary
