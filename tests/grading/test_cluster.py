@@ -436,6 +436,7 @@ class _DaskProcesses:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.started: list[subprocess.Popen[bytes]] = []
+        self.trackers: list[psutil.Process] = []  # spared by kill()
 
     def __enter__(self) -> _DaskProcesses:
         return self
@@ -446,6 +447,10 @@ class _DaskProcesses:
                 process.terminate()
                 process.wait(timeout=15)
             self.kill(process)
+        _, alive = psutil.wait_procs(self.trackers, timeout=10)
+        for tracker in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tracker.kill()
 
     def _start(self, name: str, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         with (self.folder / f"{name}.log").open("wb") as log:
@@ -486,13 +491,18 @@ class _DaskProcesses:
             assert time.monotonic() < deadline, f"{name} did not start:\n{self.log(name)[-3000:]}"
             time.sleep(0.2)
 
-    @staticmethod
-    def kill(process: subprocess.Popen[bytes]) -> None:
-        """SIGKILL ``process`` and everything it started (collected first: kernels outlive it)."""
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``process`` and everything it started (collected first: kernels outlive it),
+        but multiprocessing's resource trackers: once the processes they serve are gone, they
+        unlink the semaphores a nanny's queues left in /dev/shm (killed, they leave them).
+        They are waited for at exit."""
         with contextlib.suppress(psutil.NoSuchProcess):
             for child in psutil.Process(process.pid).children(recursive=True):
                 with contextlib.suppress(psutil.NoSuchProcess):
-                    child.kill()
+                    if "multiprocessing.resource_tracker" in " ".join(child.cmdline()):
+                        self.trackers.append(child)
+                    else:
+                        child.kill()
         process.kill()
         process.wait(timeout=30)
 
