@@ -29,7 +29,9 @@ job of a non-interactive shell) keeps ignoring it, as Python itself does: SIGTER
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -170,6 +172,11 @@ def waiting() -> Iterator[None]:
 def _at_once(signum: int, frame: FrameType | None) -> None:
     """The second signal: kill every process this one started, and leave now."""
     Processes(_descendants()).kill(wait=1.0)
+    # Leaving with os._exit skips the exit handlers; the one that matters outside this process
+    # removes multiprocessing's folder (the fork server's socket) from the temporary directory.
+    folder = multiprocessing.current_process()._config.get("tempdir")  # type: ignore[attr-defined]
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
     sys.stderr.write(
         f"\nStopped at once by a second {_NAMES.get(signum, f'signal {signum}')}: every "
         "process of the run was killed. Students recorded before keep their results; run "

@@ -120,14 +120,20 @@ def _start(
     )
     run = [sys.executable, "-c", POOL_RUN, str(folder), task, on_done]
     command = [sys.executable, "-c", launcher, *run]
+    _temporary(folder).mkdir()
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO,
+        env={**os.environ, "TMPDIR": str(_temporary(folder))},  # to see what it leaves there
         start_new_session=True,
     )
+
+
+def _temporary(folder: Path) -> Path:
+    return folder / "tmp"
 
 
 def _workers(folder: Path, run: subprocess.Popen[str]) -> list[int]:
@@ -172,6 +178,7 @@ def test_ctrl_c_to_the_process_group_stops_the_workers_at_once(tmp_path):
     assert "Traceback" not in output, output  # no worker printed its own KeyboardInterrupt
     assert seconds < stopping.STOP_SECONDS, output  # the workers left without being killed
     assert _alive(workers) == []
+    assert not list(_temporary(tmp_path).iterdir())  # multiprocessing's folder is gone too
 
 
 @pytest.mark.parametrize(
@@ -225,6 +232,7 @@ def test_a_worker_that_does_not_stop_is_killed_and_a_second_ctrl_c_stops_at_once
         assert "Stopped at once by a second Ctrl-C (SIGINT)" in output, output
         assert "stopped with" not in output, output
         assert seconds < 3, output
+    assert not list(_temporary(tmp_path).iterdir())  # though a second one skips exit handlers
 
 
 def test_the_summary_says_what_is_kept_and_what_to_do():
