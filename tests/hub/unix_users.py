@@ -112,8 +112,22 @@ def users_in_a_folder(
 
 
 def remove_user(user: UnixUser) -> str:
-    """Stop what the test left running as ``user`` (by pid) and delete the user and home.
+    """Stop what the test left running as ``user`` (by pid), delete the user and home, and
+    what is theirs in the temporary directory (their sandbox's slots, Dask's scratch space).
     Returns userdel's complaint, if any."""
+    try:
+        return _userdel(user)
+    finally:  # the uid is still theirs: userdel's next user may get it
+        for left in Path(tempfile.gettempdir()).iterdir():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if left.lstat().st_uid == user.uid:
+                    if left.is_dir() and not left.is_symlink():
+                        shutil.rmtree(left, ignore_errors=True)
+                    else:
+                        left.unlink()
+
+
+def _userdel(user: UnixUser) -> str:
     # A killed process whose parent is gone (the `sleep` under a killed runuser) stays in
     # /proc until init reaps it, and userdel refuses while it does: kill and ask again.
     deadline = time.monotonic() + 10
