@@ -48,11 +48,11 @@ class Scratch:
 @contextlib.contextmanager
 def scratch_folder(kind: str) -> Iterator[Path]:
     """:class:`Scratch` for the length of a ``with`` block."""
-    scratch = Scratch(kind)
+    folder = Scratch(kind)
     try:
-        yield scratch.path
+        yield folder.path
     finally:
-        scratch.remove()
+        folder.remove()
 
 
 def sweep(parent: Path | None = None) -> list[Path]:
