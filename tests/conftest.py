@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -147,6 +148,18 @@ def released_course(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., A
         return Course(target, **options)
 
     return make
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """An empty folder with a short path, to be a command's TMPDIR: multiprocessing's fork
+    server binds a Unix socket there, and a socket's path may not exceed 107 bytes (one under
+    pytest's tmp_path, on an xdist worker, did)."""
+    folder = Path(tempfile.mkdtemp(prefix="ag-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def copy_course(target: Path) -> Path:

@@ -32,20 +32,18 @@ def _write_examples(folder: Path, examples: list[Example]) -> Path:
     return folder
 
 
-def test_sigterm_stops_the_demo_cleanly(tmp_path):
+def test_sigterm_stops_the_demo_cleanly(tmp_path, short_tmp):
     course = Course(copy_course(tmp_path / "course"), assignment=ASSIGNMENT)
     sandbox = stopped_run.own_sandbox(course)
     asleep = stopped_run.sleepers("passes-quiz-demo", 5)
     examples = _write_examples(tmp_path / "examples", asleep)
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
     options = ["--examples", str(examples), "--workers", "2"]
     run = stopped_run.Run(
-        course, tmp_path / "demo" / "report", sandbox, options, demo=True, temporary=temporary
+        course, tmp_path / "demo" / "report", sandbox, options, demo=True, temporary=short_tmp
     )
     process = run.start()
     run.wait_until_recorded(process, 1)
     stopped = run.stop(process, signal.SIGTERM)
     again = "The demo starts from a clean workspace: run it again to grade every example."
     stopped_run.check_stopped_cleanly(run, stopped, len(asleep), signal.SIGTERM, again)
-    assert not list(temporary.iterdir())  # multiprocessing's folder (the fork server's socket)
+    assert not list(short_tmp.iterdir())  # multiprocessing's folder (the fork server's socket)

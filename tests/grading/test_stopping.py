@@ -110,30 +110,30 @@ def ignores_sigterm(root: str, assignment: str, student: str, overrides: Any) ->
 
 
 def _start(
-    folder: Path, task: str, sigint: str = "SIG_DFL", on_done: str = "print"
+    folder: Path,
+    task: str,
+    sigint: str = "SIG_DFL",
+    on_done: str = "print",
+    temporary: Path | None = None,
 ) -> subprocess.Popen[str]:
     """The run in a process group of its own (as a terminal's foreground job), with SIGINT's
-    disposition set as given (a test runner may have started this process ignoring it)."""
+    disposition set as given (a test runner may have started this process ignoring it), and
+    ``temporary`` as its TMPDIR, to see what it leaves there."""
     launcher = (
         f"import os, signal, sys; signal.signal(signal.SIGINT, signal.{sigint}); "
         "os.execv(sys.argv[1], sys.argv[1:])"
     )
     run = [sys.executable, "-c", POOL_RUN, str(folder), task, on_done]
     command = [sys.executable, "-c", launcher, *run]
-    _temporary(folder).mkdir()
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO,
-        env={**os.environ, "TMPDIR": str(_temporary(folder))},  # to see what it leaves there
+        env={**os.environ, **({"TMPDIR": str(temporary)} if temporary else {})},
         start_new_session=True,
     )
-
-
-def _temporary(folder: Path) -> Path:
-    return folder / "tmp"
 
 
 def _workers(folder: Path, run: subprocess.Popen[str]) -> list[int]:
@@ -168,8 +168,8 @@ def _ended(run: subprocess.Popen[str], sent: float) -> tuple[int, str, float]:
     return run.returncode, output, time.monotonic() - sent
 
 
-def test_ctrl_c_to_the_process_group_stops_the_workers_at_once(tmp_path):
-    run = _start(tmp_path, "grades_until_stopped")
+def test_ctrl_c_to_the_process_group_stops_the_workers_at_once(tmp_path, short_tmp):
+    run = _start(tmp_path, "grades_until_stopped", temporary=short_tmp)
     workers = _workers(tmp_path, run)
     sent = time.monotonic()
     os.killpg(run.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
@@ -178,7 +178,7 @@ def test_ctrl_c_to_the_process_group_stops_the_workers_at_once(tmp_path):
     assert "Traceback" not in output, output  # no worker printed its own KeyboardInterrupt
     assert seconds < stopping.STOP_SECONDS, output  # the workers left without being killed
     assert _alive(workers) == []
-    assert not list(_temporary(tmp_path).iterdir())  # multiprocessing's folder is gone too
+    assert not list(short_tmp.iterdir())  # multiprocessing's folder is gone too
 
 
 @pytest.mark.parametrize(
@@ -213,8 +213,10 @@ def test_sigterm_stops_it_too_and_a_sigint_ignored_from_the_start_stays_ignored(
     "presses",
     [pytest.param(1, marks=pytest.mark.slow, id="once"), pytest.param(2, id="twice")],
 )  # once: it waits the STOP_SECONDS a worker gets
-def test_a_worker_that_does_not_stop_is_killed_and_a_second_ctrl_c_stops_at_once(tmp_path, presses):
-    run = _start(tmp_path, "ignores_sigterm")
+def test_a_worker_that_does_not_stop_is_killed_and_a_second_ctrl_c_stops_at_once(
+    tmp_path, short_tmp, presses
+):
+    run = _start(tmp_path, "ignores_sigterm", temporary=short_tmp)
     workers = _workers(tmp_path, run)
     sent = time.monotonic()
     os.killpg(run.pid, signal.SIGINT)
@@ -232,7 +234,7 @@ def test_a_worker_that_does_not_stop_is_killed_and_a_second_ctrl_c_stops_at_once
         assert "Stopped at once by a second Ctrl-C (SIGINT)" in output, output
         assert "stopped with" not in output, output
         assert seconds < 3, output
-    assert not list(_temporary(tmp_path).iterdir())  # though a second one skips exit handlers
+    assert not list(short_tmp.iterdir())  # though a second one skips exit handlers
 
 
 def test_the_summary_says_what_is_kept_and_what_to_do():
