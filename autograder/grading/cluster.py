@@ -142,6 +142,7 @@ def connect(scheduler: str) -> Iterator[Client]:
             processes = stopping.Processes(w.pid for w in cluster.workers.values() if w.pid)
             _bounded(cluster.close, stopping.STOP_SECONDS)
             processes.kill()
+            scratch.sweep()  # the folders of workers killed here, in this machine's /tmp
             raise
         finally:
             if not stopped:
