@@ -602,8 +602,13 @@ def test_when_no_worker_is_left_the_run_ends_soon_after(course, tmp_path, monkey
     report = tmp_path / "r"
     options: dict[str, Any] = {"students": ABANDONED, "report_dir": report, "force": True}
     options |= {"progress": False, "plots": False}
+    before = _worker_folders()
     with _DaskProcesses(tmp_path / "dask") as processes:  # the nanny and its worker: no restart
         address, run, recorded_before, ended = _kill_mid_run(processes, "worker", course, options)
+    # The killed worker's course copy and its student's folder: nobody holds them now, so the
+    # next run's workers remove them (the sweep they call as they set up).
+    left = _worker_folders() - before
+    assert left and set(scratch.sweep()) >= left, left
     assert run.limits is not None
     print(f"recorded before the kill: {recorded_before}; the run ended {ended:.1f} s after it")
     assert run.limits.student_worst_case(2) > 300  # so the bound below is the workers' wait
